@@ -1,0 +1,1 @@
+"""Frontdesk: the Instagram front desk for clinics."""

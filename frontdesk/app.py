@@ -1,0 +1,106 @@
+"""The ASGI application: the webhook's lean endpoint in front, the framework for everything else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import func, select, text
+from starlette.types import Receive, Scope, Send
+
+from frontdesk.db.engine import DatabaseUnavailableError, transaction
+from frontdesk.db.migrate import is_at_head
+from frontdesk.db.tables import webhook_events
+from frontdesk.inbox.queue import OPEN_STATUSES, QUEUED
+from frontdesk.runtime import Runtime
+from frontdesk.webhooks.endpoint import InstagramWebhookEndpoint
+
+WEBHOOK_PATH = "/webhooks/instagram"
+
+
+class FrontdeskApp:
+    """Routes the webhook path straight to its endpoint; every other request goes to FastAPI."""
+
+    def __init__(self, api: FastAPI, webhook: InstagramWebhookEndpoint) -> None:
+        self.api = api
+        self.webhook = webhook
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].rstrip("/") == WEBHOOK_PATH:
+            await self.webhook(scope, receive, send)
+            return
+        await self.api(scope, receive, send)
+
+
+def create_app(runtime: Runtime, *, run_worker: bool, manage_runtime: bool = True) -> FrontdeskApp:
+    """`manage_runtime` starts and stops the runtime with the server's lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage_runtime:
+            await runtime.start(run_worker=run_worker)
+        try:
+            yield
+        finally:
+            if manage_runtime:
+                await runtime.stop()
+
+    api = FastAPI(title="Frontdesk", version="0.1.0", lifespan=lifespan)
+    _add_operations_routes(api, runtime)
+    webhook = InstagramWebhookEndpoint(
+        writer=runtime.intake,
+        app_secrets=runtime.settings.app_secrets,
+        verify_token=runtime.settings.verify_token,
+        max_body_bytes=runtime.settings.max_body_bytes,
+        metrics=runtime.metrics,
+    )
+    return FrontdeskApp(api, webhook)
+
+
+def _add_operations_routes(api: FastAPI, runtime: Runtime) -> None:
+    @api.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """The process is up (says nothing about the database)."""
+        return {"status": "ok"}
+
+    @api.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        """Ready when the database answers and its schema is at the newest migration."""
+        try:
+            async with transaction(runtime.engine) as connection:
+                await connection.execute(text("SELECT 1"))
+            at_head = await is_at_head(runtime.engine)
+        except (DatabaseUnavailableError, OSError):
+            return JSONResponse({"status": "database_unavailable"}, status_code=503)
+        if not at_head:
+            return JSONResponse({"status": "migrations_pending"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @api.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        """Prometheus text format; queue gauges are read from the database now."""
+        with suppress(DatabaseUnavailableError):
+            await _refresh_queue_gauges(runtime)
+        return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def _refresh_queue_gauges(runtime: Runtime) -> None:
+    async with transaction(runtime.engine) as connection:
+        counts = await connection.execute(
+            select(webhook_events.c.status, func.count()).group_by(webhook_events.c.status)
+        )
+        by_status = {row[0]: int(row[1]) for row in counts}
+        oldest = (
+            await connection.execute(
+                select(func.min(webhook_events.c.received_at)).where(
+                    webhook_events.c.status == QUEUED
+                )
+            )
+        ).scalar()
+    for status in ("queued", "processing", "processed", "ignored", "failed", "dead"):
+        runtime.metrics.events_by_status.labels(status).set(by_status.get(status, 0))
+    runtime.metrics.queue_depth.set(sum(by_status.get(status, 0) for status in OPEN_STATUSES))
+    age = (runtime.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+    runtime.metrics.oldest_queued_age.set(max(0.0, age))

@@ -1,0 +1,103 @@
+"""The audit log writer; it refuses metadata that could carry patient data or a secret."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from frontdesk.db.tables import audit_logs
+
+FORBIDDEN_METADATA_KEYS = frozenset(
+    {
+        "text",
+        "message",
+        "message_text",
+        "body",
+        "raw_body",
+        "payload",
+        "name",
+        "patient_name",
+        "username",
+        "sender",
+        "sender_id",
+        "recipient",
+        "recipient_id",
+        "igsid",
+        "platform_user_id",
+        "page_id",
+        "token",
+        "access_token",
+        "secret",
+        "password",
+        "code",
+        "state",
+        "email",
+        "url",
+    }
+)
+ALLOWED_VALUE_TYPES = (str, int, float, bool, type(None))
+MAX_STRING_VALUE = 128
+
+
+class AuditMetadataError(ValueError):
+    """Audit metadata named a forbidden key or held a value that is not a plain scalar."""
+
+
+def check_metadata(metadata: Mapping[str, Any], path: str = "") -> None:
+    """Raise AuditMetadataError for forbidden keys (at any depth) or long free-form strings."""
+    for key, value in metadata.items():
+        where = f"{path}.{key}" if path else str(key)
+        if str(key).lower() in FORBIDDEN_METADATA_KEYS:
+            raise AuditMetadataError(f"audit metadata may not carry {where!r}")
+        if isinstance(value, Mapping):
+            check_metadata(value, where)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    check_metadata(item, f"{where}[{index}]")
+                elif not isinstance(item, ALLOWED_VALUE_TYPES):
+                    raise AuditMetadataError(f"audit metadata {where!r} holds a non-scalar")
+        elif not isinstance(value, ALLOWED_VALUE_TYPES):
+            raise AuditMetadataError(f"audit metadata {where!r} holds a non-scalar")
+        elif isinstance(value, str) and len(value) > MAX_STRING_VALUE:
+            raise AuditMetadataError(f"audit metadata {where!r} is too long to be an id or hash")
+
+
+async def write_audit(
+    connection: AsyncConnection,
+    *,
+    now: datetime,
+    resource_type: str,
+    action: str,
+    status: str,
+    correlation_id: str | None = None,
+    resource_id: str | None = None,
+    doctor_id: str | None = None,
+    error_message: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> None:
+    """Append one audit row in the caller's transaction."""
+    record = dict(metadata or {})
+    check_metadata(record)
+    await connection.execute(
+        audit_logs.insert().values(
+            created_at=now,
+            correlation_id=correlation_id,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            action=action,
+            status=status,
+            error_message=error_message,
+            metadata=record,
+            doctor_id=doctor_id,
+        )
+    )
+
+
+def hash_identifier(value: str) -> str:
+    """A stable, non-reversible stand-in for an outside id (a page id) in audit rows and logs."""
+    return hashlib.sha256(value.encode()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Clinic records: doctors, Instagram connections, patients, conversations and messages."""

@@ -1,0 +1,75 @@
+"""Settings read from the environment (prefix FRONTDESK_), with embedded-use defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_VAR_DIR = Path("var")
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything Frontdesk can be configured with; see the README for each setting."""
+
+    model_config = SettingsConfigDict(env_prefix="FRONTDESK_", extra="ignore")
+
+    var_dir: Path = DEFAULT_VAR_DIR
+    database_url: str = ""
+    app_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    verify_token: str = ""
+    encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    graph_api_url: str = "https://graph.instagram.com"
+    facebook_graph_api_url: str = "https://graph.facebook.com"
+    graph_api_version: str = "v23.0"
+    graph_timeout_seconds: float = 10.0
+
+    max_body_bytes: int = 4 * 1024 * 1024
+    intake_db_timeout_seconds: float = 2.0
+
+    retry_delays: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [60, 300, 900])
+    lease_seconds: int = 60
+    worker_concurrency: int = 4
+    worker_poll_seconds: float = 0.2
+    retention_days: int = 30
+
+    fallback_reply_text: str = ""
+    fallback_access_token: str = ""
+
+    log_level: str = "INFO"
+
+    @field_validator("app_secrets", "encryption_keys", mode="before")
+    @classmethod
+    def _split_string_list(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("retry_delays", mode="before")
+    @classmethod
+    def _split_int_list(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _delays_are_non_negative(cls, value: list[int]) -> list[int]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("retry delays must be zero or more seconds")
+        return value
+
+    def resolved_database_url(self) -> str:
+        """The configured database URL, or the embedded SQLite file under the var directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.var_dir / 'frontdesk.db'}"
+
+    @property
+    def fallback_reply_enabled(self) -> bool:
+        return bool(self.fallback_reply_text and self.fallback_access_token)

@@ -1,0 +1,1 @@
+"""What the worker does with each kind of event."""

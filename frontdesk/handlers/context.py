@@ -1,0 +1,48 @@
+"""What every handler is given: the database, keyring, clock, reply sender and settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from frontdesk.clock import Clock
+from frontdesk.crypto import Keyring
+from frontdesk.graph.client import GraphClient
+from frontdesk.ids import IdFactory, new_id
+from frontdesk.inbox.queue import ClaimedEvent
+from frontdesk.replies.sender import ReplySender
+
+
+@dataclass(frozen=True)
+class FallbackReply:
+    """The reply sent to a patient who wrote to an account no doctor has connected (optional)."""
+
+    text: str
+    access_token: str
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    engine: AsyncEngine
+    keyring: Keyring
+    clock: Clock
+    graph: GraphClient
+    sender: ReplySender
+    fallback_reply: FallbackReply | None
+    make_id: IdFactory = new_id
+
+
+def event_item(event: ClaimedEvent) -> dict[str, Any]:
+    """The messaging item (or change value) the event was split from."""
+    item = (event.payload or {}).get("item")
+    return item if isinstance(item, dict) else {}
+
+
+def member_id(item: dict[str, Any], member: str) -> str | None:
+    value = item.get(member)
+    identifier = value.get("id") if isinstance(value, dict) else None
+    if isinstance(identifier, int) and not isinstance(identifier, bool):
+        return str(identifier)
+    return identifier if isinstance(identifier, str) and identifier else None

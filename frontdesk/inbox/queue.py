@@ -1,0 +1,298 @@
+"""Claim due events under a lease, one at a time per conversation; finish, retry, bury, replay."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from frontdesk.clock import Clock
+from frontdesk.crypto import DecryptionError, Keyring
+from frontdesk.db.engine import transaction
+from frontdesk.db.tables import webhook_deliveries, webhook_event_attempts, webhook_events
+from frontdesk.webhooks.intake import event_associated_data
+
+QUEUED = "queued"
+PROCESSING = "processing"
+PROCESSED = "processed"
+IGNORED = "ignored"
+FAILED = "failed"
+DEAD = "dead"
+FINAL_STATUSES = (PROCESSED, IGNORED, FAILED, DEAD)
+OPEN_STATUSES = (QUEUED, PROCESSING)
+
+
+@dataclass(frozen=True)
+class ClaimedEvent:
+    id: int
+    provider: str
+    event_key: str
+    kind: str
+    page_id: str | None
+    attempt: int
+    occurred_at: datetime
+    received_at: datetime
+    payload: dict[str, Any] | None
+    correlation_id: str
+    claimed_at: datetime
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    """How a handler left an event: a final status with its reason, or RETRY."""
+
+    status: str
+    reason: str | None = None
+    doctor_id: str | None = None
+    error_class: str | None = None
+    retry_after: float | None = None
+
+
+RETRY = "retry"
+
+
+class EventQueue:
+    """The queue over webhook_events. `attempt` doubles as a fencing token: a worker whose lease
+    expired and was taken over cannot finish or release the event any more."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        keyring: Keyring,
+        clock: Clock,
+        *,
+        worker_id: str,
+        lease_seconds: int,
+        retry_delays: Sequence[int],
+    ) -> None:
+        self._engine = engine
+        self._keyring = keyring
+        self._clock = clock
+        self._worker_id = worker_id
+        self._lease = timedelta(seconds=lease_seconds)
+        self._retry_delays = list(retry_delays)
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self._retry_delays) + 1
+
+    async def claim(self, limit: int) -> list[ClaimedEvent]:
+        """Lease up to `limit` due events, each the oldest open event of its conversation."""
+        now = self._clock.now()
+        async with transaction(self._engine) as connection:
+            ids = await self._due_event_ids(connection, now, limit)
+            if not ids:
+                return []
+            await connection.execute(
+                update(webhook_events)
+                .where(webhook_events.c.id.in_(ids))
+                .values(
+                    status=PROCESSING,
+                    lease_expires_at=now + self._lease,
+                    leased_by=self._worker_id,
+                    attempts=webhook_events.c.attempts + 1,
+                    updated_at=now,
+                )
+            )
+            rows = await connection.execute(
+                select(webhook_events, webhook_deliveries.c.correlation_id)
+                .join(webhook_deliveries, webhook_deliveries.c.id == webhook_events.c.delivery_id)
+                .where(webhook_events.c.id.in_(ids))
+                .order_by(webhook_events.c.occurred_at, webhook_events.c.id)
+            )
+            return [self._claimed(row, now) for row in rows]
+
+    async def _due_event_ids(
+        self, connection: AsyncConnection, now: datetime, limit: int
+    ) -> list[int]:
+        event = webhook_events.alias("event")
+        other = webhook_events.alias("other")
+        due = or_(
+            and_(event.c.status == QUEUED, event.c.available_at <= now),
+            and_(event.c.status == PROCESSING, event.c.lease_expires_at <= now),
+        )
+        earlier_open = exists().where(
+            other.c.ordering_key == event.c.ordering_key,
+            other.c.status.in_(OPEN_STATUSES),
+            or_(
+                other.c.occurred_at < event.c.occurred_at,
+                and_(other.c.occurred_at == event.c.occurred_at, other.c.id < event.c.id),
+            ),
+        )
+        other_in_flight = exists().where(
+            other.c.ordering_key == event.c.ordering_key,
+            other.c.status == PROCESSING,
+            other.c.lease_expires_at > now,
+            other.c.id != event.c.id,
+        )
+        statement = (
+            select(event.c.id)
+            .where(due, ~earlier_open, ~other_in_flight)
+            .order_by(event.c.available_at, event.c.id)
+            .limit(limit)
+        )
+        if connection.dialect.name == "postgresql":
+            statement = statement.with_for_update(skip_locked=True, of=event)
+        return [row.id for row in await connection.execute(statement)]
+
+    def _claimed(self, row: Any, now: datetime) -> ClaimedEvent:
+        return ClaimedEvent(
+            id=row.id,
+            provider=row.provider,
+            event_key=row.event_key,
+            kind=row.kind,
+            page_id=row.page_id,
+            attempt=row.attempts,
+            occurred_at=row.occurred_at,
+            received_at=row.received_at,
+            payload=self._decrypt_payload(row),
+            correlation_id=row.correlation_id,
+            claimed_at=now,
+        )
+
+    def _decrypt_payload(self, row: Any) -> dict[str, Any] | None:
+        if row.payload_encrypted is None:
+            return None
+        try:
+            plaintext = self._keyring.decrypt(
+                row.payload_encrypted, event_associated_data(row.provider, row.event_key)
+            )
+        except DecryptionError:
+            return None
+        document = json.loads(plaintext)
+        return document if isinstance(document, dict) else None
+
+    async def finish(self, event: ClaimedEvent, outcome: EventOutcome) -> str:
+        """Record the attempt and move the event on; returns the status it ended in."""
+        now = self._clock.now()
+        status, values = self._next_state(event, outcome, now)
+        async with transaction(self._engine) as connection:
+            result = await connection.execute(
+                update(webhook_events)
+                .where(*self._fence(event))
+                .values(updated_at=now, lease_expires_at=None, leased_by=None, **values)
+            )
+            if not result.rowcount:
+                return "lost_lease"
+            await connection.execute(
+                webhook_event_attempts.insert().values(
+                    event_id=event.id,
+                    attempt=event.attempt,
+                    started_at=event.claimed_at,
+                    finished_at=now,
+                    outcome=status,
+                    error_class=outcome.error_class,
+                    error_code=outcome.reason if outcome.status == RETRY else None,
+                )
+            )
+        return status
+
+    def _next_state(
+        self, event: ClaimedEvent, outcome: EventOutcome, now: datetime
+    ) -> tuple[str, dict[str, Any]]:
+        values: dict[str, Any] = {"reason": outcome.reason}
+        if outcome.doctor_id is not None:
+            values["doctor_id"] = outcome.doctor_id
+        if outcome.status != RETRY:
+            values.update(status=outcome.status, finished_at=now)
+            if outcome.error_class:
+                values["last_error"] = outcome.error_class
+            return outcome.status, values
+        values["last_error"] = _describe(outcome)
+        if event.attempt >= self.max_attempts:
+            values.update(status=DEAD, finished_at=now)
+            return DEAD, values
+        delay = self._retry_delays[event.attempt - 1]
+        wait = max(float(delay), outcome.retry_after or 0.0)
+        values.update(status=QUEUED, available_at=now + timedelta(seconds=wait))
+        return QUEUED, values
+
+    def _fence(self, event: ClaimedEvent) -> tuple[Any, ...]:
+        return (
+            webhook_events.c.id == event.id,
+            webhook_events.c.status == PROCESSING,
+            webhook_events.c.leased_by == self._worker_id,
+            webhook_events.c.attempts == event.attempt,
+        )
+
+    async def release(self, event: ClaimedEvent) -> None:
+        """Give an unfinished event back (shutdown); this attempt does not count."""
+        now = self._clock.now()
+        async with transaction(self._engine) as connection:
+            await connection.execute(
+                update(webhook_events)
+                .where(*self._fence(event))
+                .values(
+                    status=QUEUED,
+                    attempts=webhook_events.c.attempts - 1,
+                    available_at=now,
+                    lease_expires_at=None,
+                    leased_by=None,
+                    updated_at=now,
+                )
+            )
+
+
+def _describe(outcome: EventOutcome) -> str:
+    parts = [part for part in (outcome.error_class, outcome.reason) if part]
+    return ": ".join(parts)[:300] or "transient_error"
+
+
+async def replay_event(connection: AsyncConnection, event_id: int, now: datetime) -> bool:
+    """Queue a finished event again from scratch; open events are left as they are."""
+    result = await connection.execute(
+        update(webhook_events)
+        .where(webhook_events.c.id == event_id, webhook_events.c.status.in_(FINAL_STATUSES))
+        .values(_fresh_start(now))
+    )
+    return bool(result.rowcount)
+
+
+async def replay_dead_events(connection: AsyncConnection, now: datetime) -> int:
+    result = await connection.execute(
+        update(webhook_events).where(webhook_events.c.status == DEAD).values(_fresh_start(now))
+    )
+    return int(result.rowcount)
+
+
+def _fresh_start(now: datetime) -> dict[str, Any]:
+    return {
+        "status": QUEUED,
+        "attempts": 0,
+        "available_at": now,
+        "reason": None,
+        "finished_at": None,
+        "lease_expires_at": None,
+        "leased_by": None,
+        "updated_at": now,
+    }
+
+
+async def purge_expired_payloads(
+    connection: AsyncConnection, *, now: datetime, retention: timedelta
+) -> int:
+    """Clear the encrypted payloads of events finished before the cutoff; keep their metadata."""
+    cutoff = now - retention
+    events = await connection.execute(
+        update(webhook_events)
+        .where(
+            webhook_events.c.status.in_(FINAL_STATUSES),
+            webhook_events.c.finished_at < cutoff,
+            webhook_events.c.payload_encrypted.is_not(None),
+        )
+        .values(payload_encrypted=None)
+    )
+    await connection.execute(
+        update(webhook_deliveries)
+        .where(
+            webhook_deliveries.c.received_at < cutoff,
+            webhook_deliveries.c.body_encrypted.is_not(None),
+        )
+        .values(body_encrypted=None)
+    )
+    return int(events.rowcount)

@@ -1,0 +1,187 @@
+"""The worker: claim due events, run their handlers concurrently, and settle each outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from frontdesk.clock import Clock
+from frontdesk.db.engine import DatabaseUnavailableError, transaction
+from frontdesk.errors import PermanentError, TransientError
+from frontdesk.inbox.queue import (
+    DEAD,
+    FAILED,
+    RETRY,
+    ClaimedEvent,
+    EventOutcome,
+    EventQueue,
+    purge_expired_payloads,
+)
+from frontdesk.logs import get_logger
+from frontdesk.metrics import Metrics
+
+log = get_logger(__name__)
+
+EventHandler = Callable[[ClaimedEvent], Awaitable[EventOutcome]]
+RETENTION_INTERVAL = timedelta(hours=1)
+
+
+class Worker:
+    """Runs up to `concurrency` events at once. `wake()` lets intake skip the poll delay."""
+
+    def __init__(
+        self,
+        queue: EventQueue,
+        handler: EventHandler,
+        *,
+        engine: AsyncEngine,
+        clock: Clock,
+        metrics: Metrics,
+        concurrency: int,
+        poll_seconds: float,
+        retention: timedelta,
+    ) -> None:
+        self._queue = queue
+        self._handler = handler
+        self._engine = engine
+        self._clock = clock
+        self._metrics = metrics
+        self._concurrency = max(1, concurrency)
+        self._poll_seconds = poll_seconds
+        self._retention = retention
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._in_flight: dict[asyncio.Task[None], ClaimedEvent] = {}
+        self._next_purge = clock.now()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def run(self, *, shutdown_grace: float = 10.0) -> None:
+        """Until stop(): then finish in-flight work within the grace period, release the rest."""
+        while not self._stopping.is_set():
+            claimed = await self._claim_free_slots()
+            await self._purge_when_due()
+            if not claimed:
+                await self._wait_for_work()
+        await self._drain(shutdown_grace)
+
+    async def run_until_idle(self) -> int:
+        """Process everything that is due now, then return how many attempts ran (tests, demo)."""
+        attempts = 0
+        while True:
+            claimed = await self._queue.claim(self._concurrency)
+            if not claimed:
+                return attempts
+            await asyncio.gather(*(self._process(event) for event in claimed))
+            attempts += len(claimed)
+
+    async def _claim_free_slots(self) -> int:
+        free = self._concurrency - len(self._in_flight)
+        if free <= 0:
+            return 0
+        try:
+            claimed = await self._queue.claim(free)
+        except DatabaseUnavailableError:
+            log.warning("worker_claim_failed_database_unavailable")
+            return 0
+        for event in claimed:
+            task = asyncio.create_task(self._process(event), name=f"event-{event.id}")
+            self._in_flight[task] = event
+            task.add_done_callback(self._task_done)
+        return len(claimed)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task, None)
+        self._wakeup.set()
+
+    async def _wait_for_work(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), self._poll_seconds)
+        self._wakeup.clear()
+
+    async def _drain(self, grace: float) -> None:
+        if not self._in_flight:
+            return
+        _done, pending = await asyncio.wait(list(self._in_flight), timeout=grace)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            event = self._in_flight.get(task)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if event is not None:
+                await self._queue.release(event)
+
+    async def _process(self, event: ClaimedEvent) -> None:
+        if event.attempt > self._queue.max_attempts:
+            # Claimed again after leases kept expiring: whatever runs it kills its worker.
+            await self._settle(event, EventOutcome(status=DEAD, reason="lease_expired_repeatedly"))
+            return
+        outcome = await self._run_handler(event)
+        await self._settle(event, outcome)
+
+    async def _run_handler(self, event: ClaimedEvent) -> EventOutcome:
+        try:
+            return await self._handler(event)
+        except TransientError as error:
+            return EventOutcome(
+                status=RETRY,
+                reason=error.reason,
+                error_class=type(error).__name__,
+                retry_after=error.retry_after,
+            )
+        except PermanentError as error:
+            return EventOutcome(
+                status=FAILED, reason=error.reason, error_class=type(error).__name__
+            )
+        except DatabaseUnavailableError as error:
+            return EventOutcome(
+                status=RETRY, reason="database_unavailable", error_class=type(error).__name__
+            )
+        except Exception as error:
+            # An unexpected bug is retried like a transient error and ends in the dead letter.
+            log.exception("handler_crashed", event_id=event.id, kind=event.kind)
+            return EventOutcome(
+                status=RETRY, reason="handler_error", error_class=type(error).__name__
+            )
+
+    async def _settle(self, event: ClaimedEvent, outcome: EventOutcome) -> None:
+        try:
+            status = await self._queue.finish(event, outcome)
+        except DatabaseUnavailableError:
+            log.warning("event_finish_failed_database_unavailable", event_id=event.id)
+            return
+        self._metrics.events_finished.labels(status).inc()
+        log.info(
+            "event_finished",
+            event_id=event.id,
+            kind=event.kind,
+            status=status,
+            reason=outcome.reason,
+            attempt=event.attempt,
+            correlation_id=event.correlation_id,
+        )
+
+    async def _purge_when_due(self) -> None:
+        now = self._clock.now()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + RETENTION_INTERVAL
+        try:
+            async with transaction(self._engine) as connection:
+                purged = await purge_expired_payloads(
+                    connection, now=now, retention=self._retention
+                )
+        except DatabaseUnavailableError:
+            return
+        if purged:
+            log.info("payloads_purged", events=purged)

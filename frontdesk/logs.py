@@ -1,0 +1,133 @@
+"""Structured logging with a correlation id, redacting anything that could be PHI or a secret."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import IO, Any
+
+import structlog
+
+REDACTED = "[redacted]"
+
+SENSITIVE_KEYS = frozenset(
+    {
+        "text",
+        "message_text",
+        "body",
+        "raw_body",
+        "payload",
+        "token",
+        "access_token",
+        "authorization",
+        "secret",
+        "app_secret",
+        "password",
+        "sender_id",
+        "recipient_id",
+        "igsid",
+        "patient_name",
+        "name",
+        "username",
+        "code",
+        "state",
+        "url",
+        "query",
+    }
+)
+
+QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "uvicorn.access", "aiosqlite")
+
+
+def redact(value: Any) -> Any:
+    """Replace the values of sensitive keys, at any depth, with a marker."""
+    if isinstance(value, Mapping):
+        return {
+            key: REDACTED if str(key).lower() in SENSITIVE_KEYS else redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    return value
+
+
+def _redact_event(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        if key == "event":
+            continue
+        if key.lower() in SENSITIVE_KEYS:
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = redact(event_dict[key])
+    return event_dict
+
+
+def _drop_exception_text(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Exception messages can quote data; keep only the class name of what was raised."""
+    exc_info = event_dict.pop("exc_info", None)
+    if exc_info:
+        error = sys.exc_info()[1] if exc_info is True else exc_info
+        if isinstance(error, tuple):
+            error = error[1]
+        if isinstance(error, BaseException):
+            event_dict["error_class"] = type(error).__name__
+    event_dict.pop("exception", None)
+    return event_dict
+
+
+def configure_logging(
+    level: str = "INFO", *, json: bool | None = None, stream: IO[str] | None = None
+) -> None:
+    """JSON lines when not on a terminal, readable lines on one; stdlib logs go the same way."""
+    render_json = (not sys.stderr.isatty()) if json is None else json
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _drop_exception_text,
+        _redact_event,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if render_json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger
+
+
+def bind_correlation_id(correlation_id: str) -> None:
+    structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
+
+
+def clear_context() -> None:
+    structlog.contextvars.clear_contextvars()

@@ -1,0 +1,1 @@
+"""Replies: the responder's rules and decisions, and sending what it decided."""

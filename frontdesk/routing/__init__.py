@@ -1,0 +1,1 @@
+"""Routing: which doctor owns the Instagram account an event was sent to."""

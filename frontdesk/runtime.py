@@ -1,0 +1,144 @@
+"""One running instance wired from settings: database, keyring, Graph, intake, queue, worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx2
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from frontdesk.clock import Clock, SystemClock
+from frontdesk.config import Settings
+from frontdesk.crypto import Keyring
+from frontdesk.db.engine import create_engine
+from frontdesk.graph.client import GraphClient
+from frontdesk.handlers.context import FallbackReply, HandlerContext
+from frontdesk.handlers.dispatch import handle_event
+from frontdesk.inbox.queue import ClaimedEvent, EventOutcome, EventQueue
+from frontdesk.inbox.worker import Worker
+from frontdesk.metrics import Metrics
+from frontdesk.replies.sender import ReplySender
+from frontdesk.webhooks.intake import IntakeWriter
+
+
+class SettingsError(ValueError):
+    """The settings are incomplete for what was asked."""
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    keyring: Keyring
+    clock: Clock
+    metrics: Metrics
+    http: httpx2.AsyncClient
+    graph: GraphClient
+    intake: IntakeWriter
+    queue: EventQueue
+    handler_context: HandlerContext
+    worker: Worker
+    _worker_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        graph_transport: httpx2.AsyncBaseTransport | None = None,
+        worker_id: str | None = None,
+    ) -> Runtime:
+        if not settings.encryption_keys:
+            raise SettingsError("FRONTDESK_ENCRYPTION_KEYS is not set")
+        clock = clock or SystemClock()
+        engine = create_engine(
+            settings.resolved_database_url(),
+            busy_timeout_seconds=settings.intake_db_timeout_seconds,
+        )
+        keyring = Keyring.from_specs(settings.encryption_keys)
+        metrics = Metrics()
+        http = httpx2.AsyncClient(
+            transport=graph_transport,
+            timeout=settings.graph_timeout_seconds,
+            follow_redirects=False,
+        )
+        graph = GraphClient(
+            http,
+            instagram_base_url=settings.graph_api_url,
+            facebook_base_url=settings.facebook_graph_api_url,
+            version=settings.graph_api_version,
+        )
+        queue = EventQueue(
+            engine,
+            keyring,
+            clock,
+            worker_id=worker_id or f"{socket.gethostname()}:{os.getpid()}",
+            lease_seconds=settings.lease_seconds,
+            retry_delays=settings.retry_delays,
+        )
+        fallback = (
+            FallbackReply(settings.fallback_reply_text, settings.fallback_access_token)
+            if settings.fallback_reply_enabled
+            else None
+        )
+        context = HandlerContext(
+            engine=engine,
+            keyring=keyring,
+            clock=clock,
+            graph=graph,
+            sender=ReplySender(engine, keyring, graph, clock, metrics),
+            fallback_reply=fallback,
+        )
+
+        async def handle(event: ClaimedEvent) -> EventOutcome:
+            return await handle_event(context, event)
+
+        worker = Worker(
+            queue,
+            handle,
+            engine=engine,
+            clock=clock,
+            metrics=metrics,
+            concurrency=settings.worker_concurrency,
+            poll_seconds=settings.worker_poll_seconds,
+            retention=timedelta(days=settings.retention_days),
+        )
+        intake = IntakeWriter(
+            engine,
+            keyring,
+            clock,
+            timeout=settings.intake_db_timeout_seconds,
+            on_commit=worker.wake,
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            keyring=keyring,
+            clock=clock,
+            metrics=metrics,
+            http=http,
+            graph=graph,
+            intake=intake,
+            queue=queue,
+            handler_context=context,
+            worker=worker,
+        )
+
+    async def start(self, *, run_worker: bool) -> None:
+        await self.intake.start()
+        if run_worker and self._worker_task is None:
+            self._worker_task = asyncio.create_task(self.worker.run(), name="worker")
+
+    async def stop(self) -> None:
+        if self._worker_task is not None:
+            self.worker.stop()
+            await self._worker_task
+            self._worker_task = None
+        await self.intake.stop()
+        await self.http.aclose()
+        await self.engine.dispose()

@@ -1,0 +1,1 @@
+"""Test kit: fake Graph API, payload builders and a webhook signer (tests, demo, benchmarks)."""

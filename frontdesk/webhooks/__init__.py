@@ -1,0 +1,1 @@
+"""Webhook intake: signature check, Meta payload → events, and the HTTP endpoint."""

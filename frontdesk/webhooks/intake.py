@@ -1,0 +1,242 @@
+"""Store deliveries and their queued events durably, many requests sharing one commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from frontdesk.audit import write_audit
+from frontdesk.clock import Clock
+from frontdesk.crypto import Keyring
+from frontdesk.db.engine import DatabaseUnavailableError, transaction
+from frontdesk.db.statements import insert_or_skip
+from frontdesk.db.tables import webhook_deliveries, webhook_events
+from frontdesk.logs import get_logger
+from frontdesk.webhooks.split import PROVIDER, SplitDelivery, SplitEvent
+
+log = get_logger(__name__)
+
+MAX_GROUP = 128
+INSERT_CHUNK = 500  # rows per statement, well under SQLite's bound-parameter limit
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    delivery_id: int
+    events: int
+    duplicates: int
+
+
+@dataclass
+class _Pending:
+    body: bytes
+    split: SplitDelivery
+    correlation_id: str
+    received_at: datetime
+    done: asyncio.Future[IntakeResult] = field(repr=False)
+
+
+def delivery_associated_data(body_sha256: str) -> bytes:
+    return f"webhook_deliveries:{body_sha256}".encode()
+
+
+def event_associated_data(provider: str, event_key: str) -> bytes:
+    return f"webhook_events:{provider}:{event_key}".encode()
+
+
+class IntakeWriter:
+    """Queues intake requests and commits them in groups; each caller waits for its own commit.
+
+    A group that fails is retried one delivery per transaction, so one bad delivery cannot take
+    the others down with it. A caller whose commit fails, or does not finish in `timeout`,
+    gets DatabaseUnavailableError and answers 503: Meta redelivers and duplicates are absorbed.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        keyring: Keyring,
+        clock: Clock,
+        *,
+        timeout: float,
+        on_commit: Callable[[], None] | None = None,
+    ):
+        self._engine = engine
+        self._on_commit = on_commit
+        self._keyring = keyring
+        self._clock = clock
+        self._timeout = timeout
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="intake-writer")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def store(self, body: bytes, split: SplitDelivery, correlation_id: str) -> IntakeResult:
+        """Return once the delivery and its events are committed."""
+        await self.start()
+        pending = _Pending(
+            body=body,
+            split=split,
+            correlation_id=correlation_id,
+            received_at=self._clock.now(),
+            done=asyncio.get_running_loop().create_future(),
+        )
+        await self._queue.put(pending)
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.done), self._timeout)
+        except TimeoutError as exc:
+            raise DatabaseUnavailableError("intake commit timed out") from exc
+
+    async def _run(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            while len(group) < MAX_GROUP and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            await self._commit_group(group)
+
+    async def _commit_group(self, group: list[_Pending]) -> None:
+        try:
+            async with transaction(self._engine) as connection:
+                results = [await self._write(connection, pending) for pending in group]
+        except Exception as exc:
+            if len(group) == 1:
+                self._fail(group[0], exc)
+                return
+            for pending in group:
+                await self._commit_group([pending])
+            return
+        for pending, result in zip(group, results, strict=True):
+            if not pending.done.done():
+                pending.done.set_result(result)
+        if self._on_commit is not None:
+            self._on_commit()
+
+    def _fail(self, pending: _Pending, error: Exception) -> None:
+        log.warning(
+            "intake_commit_failed",
+            correlation_id=pending.correlation_id,
+            error_class=type(error).__name__,
+        )
+        if not pending.done.done():
+            pending.done.set_exception(DatabaseUnavailableError("intake commit failed"))
+
+    async def _write(self, connection: AsyncConnection, pending: _Pending) -> IntakeResult:
+        body_sha256 = hashlib.sha256(pending.body).hexdigest()
+        delivery_id = await self._insert_delivery(connection, pending, body_sha256)
+        inserted = await self._insert_events(connection, pending, delivery_id)
+        total = len(pending.split.events)
+        duplicates = total - inserted
+        await connection.execute(
+            webhook_deliveries.update()
+            .where(webhook_deliveries.c.id == delivery_id)
+            .values(event_count=inserted, duplicate_count=duplicates)
+        )
+        await write_audit(
+            connection,
+            now=pending.received_at,
+            resource_type="webhook",
+            resource_id=str(delivery_id),
+            action="webhook_received",
+            status="success" if pending.split.recognized else "unrecognized",
+            correlation_id=pending.correlation_id,
+            metadata={
+                "provider": PROVIDER,
+                "delivery_id": delivery_id,
+                "body_sha256": body_sha256,
+                "body_bytes": len(pending.body),
+                "events": inserted,
+                "duplicates": duplicates,
+            },
+        )
+        return IntakeResult(delivery_id=delivery_id, events=inserted, duplicates=duplicates)
+
+    async def _insert_delivery(
+        self, connection: AsyncConnection, pending: _Pending, body_sha256: str
+    ) -> int:
+        result = await connection.execute(
+            webhook_deliveries.insert()
+            .values(
+                provider=PROVIDER,
+                received_at=pending.received_at,
+                correlation_id=pending.correlation_id,
+                body_sha256=body_sha256,
+                body_size=len(pending.body),
+                body_encrypted=self._keyring.encrypt(
+                    pending.body, delivery_associated_data(body_sha256)
+                ),
+                status="accepted" if pending.split.recognized else "unrecognized",
+                event_count=0,
+                duplicate_count=0,
+            )
+            .returning(webhook_deliveries.c.id)
+        )
+        return int(result.scalar_one())
+
+    async def _insert_events(
+        self, connection: AsyncConnection, pending: _Pending, delivery_id: int
+    ) -> int:
+        rows = self._event_rows(_unique_by_key(pending.split.events), pending, delivery_id)
+        inserted = 0
+        for start in range(0, len(rows), INSERT_CHUNK):
+            statement = insert_or_skip(connection, webhook_events, ["provider", "event_key"])
+            result = await connection.execute(
+                statement.values(rows[start : start + INSERT_CHUNK]).returning(webhook_events.c.id)
+            )
+            inserted += len(result.all())
+        return inserted
+
+    def _event_rows(
+        self, events: Sequence[SplitEvent], pending: _Pending, delivery_id: int
+    ) -> list[dict[str, object]]:
+        now = pending.received_at
+        return [
+            {
+                "provider": PROVIDER,
+                "event_key": event.event_key,
+                "delivery_id": delivery_id,
+                "kind": event.kind,
+                "page_id": event.page_id,
+                "ordering_key": event.ordering_key,
+                "occurred_at": _occurred_at(event, now),
+                "received_at": now,
+                "status": "queued",
+                "attempts": 0,
+                "available_at": now,
+                "payload_encrypted": self._keyring.encrypt(
+                    json.dumps(event.payload, separators=(",", ":")).encode(),
+                    event_associated_data(PROVIDER, event.event_key),
+                ),
+                "updated_at": now,
+            }
+            for event in events
+        ]
+
+
+def _unique_by_key(events: Sequence[SplitEvent]) -> list[SplitEvent]:
+    seen: dict[str, SplitEvent] = {}
+    for event in events:
+        seen.setdefault(event.event_key, event)
+    return list(seen.values())
+
+
+def _occurred_at(event: SplitEvent, received_at: datetime) -> datetime:
+    if event.occurred_at_ms is None:
+        return received_at
+    return datetime.fromtimestamp(event.occurred_at_ms / 1000, UTC)

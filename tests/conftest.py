@@ -1,0 +1,162 @@
+"""Shared fixtures: a migrated database (SQLite always, PostgreSQL when configured), a fixed clock,
+the fake Graph API, a runtime wired to both, and an HTTP client for the app."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx2
+import pytest
+from sqlalchemy import create_engine, text
+
+from frontdesk.app import create_app
+from frontdesk.clinic.connections import link_instagram
+from frontdesk.clinic.doctors import create_doctor
+from frontdesk.clock import FixedClock
+from frontdesk.config import Settings
+from frontdesk.crypto import generate_key_spec
+from frontdesk.db.engine import sync_url, transaction
+from frontdesk.db.migrate import upgrade_to_head
+from frontdesk.db.tables import metadata
+from frontdesk.runtime import Runtime
+from frontdesk.testing.fake_graph import FakeGraphApi
+from frontdesk.testing.payloads import encode
+from frontdesk.testing.signing import signed_headers
+
+APP_SECRET = "test-app-secret"
+VERIFY_TOKEN = "test-verify-token"
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+POSTGRES_URL = os.environ.get("FRONTDESK_TEST_DATABASE_URL", "")
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def ms(moment: datetime) -> int:
+    """A Meta timestamp (milliseconds since the epoch)."""
+    return int(moment.timestamp() * 1000)
+
+
+def recent_ms(seconds_ago: float = 5.0) -> int:
+    return ms(NOW - timedelta(seconds=seconds_ago))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "frontdesk.db"
+    upgrade_to_head(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated() -> str:
+    if not POSTGRES_URL:
+        pytest.skip("FRONTDESK_TEST_DATABASE_URL is not set")
+    upgrade_to_head(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+def _truncate_postgres(url: str) -> None:
+    engine = create_engine(sync_url(url))
+    names = ", ".join(table.name for table in metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        path = tmp_path / "frontdesk.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    url = request.getfixturevalue("postgres_migrated")
+    _truncate_postgres(url)
+    yield url
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        var_dir=tmp_path / "var",
+        database_url=database_url,
+        app_secrets=["an-old-secret", APP_SECRET],
+        verify_token=VERIFY_TOKEN,
+        encryption_keys=[generate_key_spec()],
+        graph_api_url="http://graph.instagram.test",
+        facebook_graph_api_url="http://graph.facebook.test",
+        retry_delays=[60, 300, 900],
+        intake_db_timeout_seconds=1.0,
+    )
+
+
+@pytest.fixture
+def fake_graph() -> FakeGraphApi:
+    return FakeGraphApi()
+
+
+@pytest.fixture
+async def runtime(
+    settings: Settings, clock: FixedClock, fake_graph: FakeGraphApi
+) -> AsyncIterator[Runtime]:
+    instance = Runtime.build(
+        settings,
+        clock=clock,
+        graph_transport=httpx2.ASGITransport(app=fake_graph.app),
+        worker_id="test-worker",
+    )
+    yield instance
+    await instance.stop()
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[httpx2.AsyncClient]:
+    app = create_app(runtime, run_worker=False, manage_runtime=False)
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url="http://frontdesk.test"
+    ) as http:
+        yield http
+
+
+async def post_delivery(
+    client: httpx2.AsyncClient, payload: object, *, secret: str = APP_SECRET
+) -> httpx2.Response:
+    body = encode(payload)
+    return await client.post(
+        "/webhooks/instagram", content=body, headers=signed_headers(body, secret)
+    )
+
+
+@dataclass(frozen=True)
+class LinkedDoctor:
+    id: str
+    page_id: str
+    token: str
+
+
+async def add_linked_doctor(
+    runtime: Runtime, *, name: str, page_id: str, token: str, facebook_page_id: str | None = None
+) -> LinkedDoctor:
+    async with transaction(runtime.engine) as connection:
+        doctor = await create_doctor(
+            connection, name=name, email=f"{page_id}@clinic.test", now=runtime.clock.now()
+        )
+        await link_instagram(
+            connection,
+            runtime.keyring,
+            doctor_id=doctor.id,
+            instagram_page_id=page_id,
+            facebook_page_id=facebook_page_id,
+            access_token=token,
+            now=runtime.clock.now(),
+        )
+    return LinkedDoctor(id=doctor.id, page_id=page_id, token=token)
