@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import httpx2
 import typer
@@ -27,7 +27,6 @@ from frontdesk.clinic.connections import (
     unlink_instagram,
 )
 from frontdesk.clinic.doctors import (
-    DoctorExistsError,
     DoctorNotFoundError,
     create_doctor,
     get_doctor,
@@ -47,7 +46,11 @@ from frontdesk.runtime import Runtime, SettingsError
 from frontdesk.testing.payloads import dm_delivery, encode
 from frontdesk.testing.signing import signed_headers
 
-app = typer.Typer(no_args_is_help=True, help="Frontdesk: the Instagram front desk for clinics.")
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Frontdesk: the Instagram front desk for clinics.",
+)
 doctor_app = typer.Typer(no_args_is_help=True, help="Doctors.")
 instagram_app = typer.Typer(no_args_is_help=True, help="Instagram connections.")
 events_app = typer.Typer(no_args_is_help=True, help="Webhook events (ids and metadata only).")
@@ -72,18 +75,19 @@ class CommandError(Exception):
     """A clear, data-free message for the operator; the command exits with status 1."""
 
 
+def fail(message: str) -> NoReturn:
+    err.print(f"error: {message}", highlight=False)
+    raise typer.Exit(1)
+
+
 def main() -> None:
-    try:
-        app()
-    except CommandError as error:
-        err.print(f"[red]error:[/red] {error}")
-        sys.exit(1)
+    app()
 
 
 def load_settings(*, generate: bool = False) -> Settings:
     settings, path = with_embedded_secrets(Settings(), generate=generate)
     if path is not None and generate:
-        err.print(f"Secrets for this embedded instance are kept in {path} (mode 0600).")
+        err.print(f"Secrets for this embedded instance are kept in {path.resolve()} (mode 0600).")
     return settings
 
 
@@ -113,10 +117,10 @@ def run_in_transaction(work: Callable[[AsyncConnection, Database], Awaitable[T]]
 
     try:
         return asyncio.run(runner())
-    except DatabaseUnavailableError as error:
-        raise CommandError(
-            "the database is unavailable (is it migrated? `frontdesk migrate`)"
-        ) from error
+    except CommandError as error:
+        fail(str(error))
+    except DatabaseUnavailableError:
+        fail("the database is unavailable or not migrated (`frontdesk migrate`)")
 
 
 def print_json(value: Any) -> None:
@@ -130,7 +134,7 @@ def _serve(settings: Settings, host: str, port: int, *, run_worker: bool) -> Non
     try:
         runtime = Runtime.build(settings)
     except SettingsError as error:
-        raise CommandError(str(error)) from error
+        fail(str(error))
     config = uvicorn.Config(
         create_app(runtime, run_worker=run_worker),
         host=host,
@@ -182,7 +186,7 @@ def worker(
     try:
         asyncio.run(run())
     except SettingsError as error:
-        raise CommandError(str(error)) from error
+        fail(str(error))
 
 
 @app.command()
@@ -215,8 +219,6 @@ def doctor_add(
     async def work(connection: AsyncConnection, _db: Database) -> Any:
         try:
             return await create_doctor(connection, name=name, email=email, now=SystemClock().now())
-        except DoctorExistsError as error:
-            raise CommandError(error.reason) from error
         except FrontdeskError as error:
             raise CommandError(error.reason) from error
 
@@ -255,7 +257,7 @@ def _read_token(path: str) -> str:
     token = sys.stdin.read() if path == "-" else Path(path).read_text()
     token = token.strip()
     if not token:
-        raise CommandError("the access token file is empty")
+        fail("the access token file is empty")
     return token
 
 
@@ -372,7 +374,7 @@ def _replay_one(event_id: int) -> None:
         return await replay_event(connection, event_id, SystemClock().now())
 
     if not run_in_transaction(work):
-        raise CommandError(f"event {event_id} does not exist or is still queued or processing")
+        fail(f"event {event_id} does not exist or is still queued or processing")
     out.print(f"Event {event_id} is queued again.")
 
 
@@ -401,7 +403,7 @@ def dlq_replay(
 ) -> None:
     """Queue dead events again: one by id, or --all."""
     if (event_id is None) == (not replay_all):
-        raise CommandError("give an event id or --all, not both")
+        fail("give an event id or --all, not both")
     if event_id is not None:
         _replay_one(event_id)
         return
@@ -427,14 +429,14 @@ def simulate_dm(
     """Sign a one-message delivery with the configured app secret and post it."""
     settings = load_settings()
     if not settings.app_secrets:
-        raise CommandError("FRONTDESK_APP_SECRETS is not set (and ./var/ holds none)")
+        fail("FRONTDESK_APP_SECRETS is not set (and ./var/ holds none)")
     body = encode(dm_delivery(page_id=page_id, sender=sender, text=text))
     try:
         response = httpx2.post(
             url, content=body, headers=signed_headers(body, settings.app_secrets[0])
         )
-    except httpx2.TransportError as error:
-        raise CommandError(f"could not reach {url}") from error
+    except httpx2.TransportError:
+        fail(f"could not reach {url}")
     out.print(f"{response.status_code} {response.text}")
     if response.status_code != 200:
-        raise CommandError("the instance did not accept the delivery")
+        fail("the instance did not accept the delivery")

@@ -54,9 +54,14 @@ def create_engine(database_url: str, *, busy_timeout_seconds: float = 5.0) -> As
     )
 
 
-def _create_sqlite_engine(url: URL, busy_timeout_seconds: float) -> AsyncEngine:
-    if url.database and url.database != ":memory:":
+def ensure_sqlite_directory(url: URL) -> None:
+    """SQLite creates the file but not its folder (`./var/` on a fresh checkout)."""
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _create_sqlite_engine(url: URL, busy_timeout_seconds: float) -> AsyncEngine:
+    ensure_sqlite_directory(url)
     engine = create_async_engine(
         url,
         hide_parameters=True,

@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from frontdesk.db.engine import sync_url
+from frontdesk.db.engine import ensure_sqlite_directory, sync_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -28,7 +28,9 @@ def head_revision() -> str | None:
 
 def upgrade_to_head(database_url: str) -> None:
     """Run every pending migration in one synchronous connection."""
-    engine = create_engine(sync_url(database_url), hide_parameters=True)
+    url = sync_url(database_url)
+    ensure_sqlite_directory(url)
+    engine = create_engine(url, hide_parameters=True)
     try:
         with engine.begin() as connection:
             config = alembic_config()

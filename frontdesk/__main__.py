@@ -1,0 +1,5 @@
+"""`python -m frontdesk` runs the `frontdesk` command."""
+
+from frontdesk.cli import main
+
+main()
