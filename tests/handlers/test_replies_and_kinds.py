@@ -1,0 +1,139 @@
+"""Handler behaviour beyond the main path: long replies, standby, postbacks, the fallback reply."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import httpx2
+import pytest
+from sqlalchemy import select
+
+from frontdesk.app import create_app
+from frontdesk.clock import FixedClock
+from frontdesk.config import Settings
+from frontdesk.db.engine import transaction
+from frontdesk.db.tables import messages, webhook_events
+from frontdesk.replies.responder import DEFAULT_RULES
+from frontdesk.replies.rules import save_reply_rules
+from frontdesk.runtime import Runtime
+from frontdesk.testing import payloads
+from frontdesk.testing.fake_graph import FakeGraphApi
+from tests.conftest import add_linked_doctor, post_delivery, recent_ms
+
+PAGE = "17841455512340001"
+PATIENT = "7321554890123456"
+
+
+def dm(mid: str, text: str = "hello") -> dict[str, object]:
+    return payloads.message_item(
+        sender=PATIENT, recipient=PAGE, mid=mid, text=text, timestamp=recent_ms()
+    )
+
+
+async def outcomes(runtime: Runtime) -> list[tuple[str, str, str | None]]:
+    async with transaction(runtime.engine) as connection:
+        rows = await connection.execute(select(webhook_events).order_by(webhook_events.c.id))
+        return [(row.kind, row.status, row.reason) for row in rows]
+
+
+async def test_a_reply_over_1000_characters_is_sent_in_parts_in_order(
+    runtime: Runtime, client: httpx2.AsyncClient, fake_graph: FakeGraphApi
+) -> None:
+    doctor = await add_linked_doctor(runtime, name="Dr A", page_id=PAGE, token="token-a")
+    long_greeting = " ".join(f"word{n:04d}" for n in range(300))
+    async with transaction(runtime.engine) as connection:
+        await save_reply_rules(
+            connection,
+            doctor.id,
+            replace(DEFAULT_RULES, greeting_text=long_greeting),
+            runtime.clock.now(),
+        )
+
+    await post_delivery(client, payloads.delivery(payloads.entry(PAGE, messaging=[dm("m-long")])))
+    await runtime.worker.run_until_idle()
+
+    texts = [send.text for send in fake_graph.sends]
+    assert len(texts) == 3
+    assert all(len(text) <= 1000 for text in texts)
+    assert " ".join(texts) == long_greeting
+
+
+async def test_disabled_rules_record_the_message_and_send_nothing(
+    runtime: Runtime, client: httpx2.AsyncClient, fake_graph: FakeGraphApi
+) -> None:
+    doctor = await add_linked_doctor(runtime, name="Dr A", page_id=PAGE, token="token-a")
+    async with transaction(runtime.engine) as connection:
+        await save_reply_rules(
+            connection, doctor.id, replace(DEFAULT_RULES, enabled=False), runtime.clock.now()
+        )
+
+    await post_delivery(client, payloads.delivery(payloads.entry(PAGE, messaging=[dm("m-off")])))
+    await runtime.worker.run_until_idle()
+
+    assert await outcomes(runtime) == [("message", "processed", "replies_disabled")]
+    assert fake_graph.attempts == 0
+
+
+async def test_standby_messages_and_postbacks_are_recorded_but_never_answered(
+    runtime: Runtime, client: httpx2.AsyncClient, fake_graph: FakeGraphApi
+) -> None:
+    await add_linked_doctor(runtime, name="Dr A", page_id=PAGE, token="token-a")
+    postback = payloads.postback_item(
+        sender=PATIENT,
+        recipient=PAGE,
+        mid="m-pb",
+        title="Book a visit",
+        payload="BOOK",
+        timestamp=recent_ms(3),
+    )
+    entry = payloads.entry(PAGE, messaging=[postback], standby=[dm("m-standby")])
+
+    await post_delivery(client, payloads.delivery(entry))
+    await runtime.worker.run_until_idle()
+
+    assert sorted(await outcomes(runtime)) == [
+        ("postback", "processed", "no_reply"),
+        ("standby_message", "processed", "no_reply"),
+    ]
+    async with transaction(runtime.engine) as connection:
+        mids = set((await connection.execute(select(messages.c.mid))).scalars())
+    assert mids == {"m-pb", "m-standby"}
+    assert fake_graph.attempts == 0
+
+
+@pytest.mark.parametrize(
+    ("fallback_token", "expected_sends"),
+    [("", 0), ("fallback-token", 1)],
+    ids=["text-only", "both"],
+)
+async def test_unknown_page_gets_the_fallback_reply_only_when_both_settings_are_set(
+    settings: Settings,
+    clock: FixedClock,
+    fake_graph: FakeGraphApi,
+    fallback_token: str,
+    expected_sends: int,
+) -> None:
+    configured = settings.model_copy(
+        update={"fallback_reply_text": "We moved!", "fallback_access_token": fallback_token}
+    )
+    runtime = Runtime.build(
+        configured, clock=clock, graph_transport=httpx2.ASGITransport(app=fake_graph.app)
+    )
+    unknown = "17849999999999999"
+    item = payloads.message_item(
+        sender=PATIENT, recipient=unknown, mid="m-fb", text="hi", timestamp=recent_ms()
+    )
+    app = create_app(runtime, run_worker=False, manage_runtime=False)
+    try:
+        async with httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://t"
+        ) as http:
+            await post_delivery(http, payloads.delivery(payloads.entry(unknown, messaging=[item])))
+        await runtime.worker.run_until_idle()
+        assert await outcomes(runtime) == [("message", "failed", "unknown_page")]
+    finally:
+        await runtime.stop()
+
+    assert [(send.access_token, send.recipient_id) for send in fake_graph.sends] == [
+        ("fallback-token", PATIENT)
+    ] * expected_sends
