@@ -53,18 +53,21 @@ def check_metadata(metadata: Mapping[str, Any], path: str = "") -> None:
         where = f"{path}.{key}" if path else str(key)
         if str(key).lower() in FORBIDDEN_METADATA_KEYS:
             raise AuditMetadataError(f"audit metadata may not carry {where!r}")
-        if isinstance(value, Mapping):
-            check_metadata(value, where)
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                if isinstance(item, Mapping):
-                    check_metadata(item, f"{where}[{index}]")
-                elif not isinstance(item, ALLOWED_VALUE_TYPES):
-                    raise AuditMetadataError(f"audit metadata {where!r} holds a non-scalar")
-        elif not isinstance(value, ALLOWED_VALUE_TYPES):
-            raise AuditMetadataError(f"audit metadata {where!r} holds a non-scalar")
-        elif isinstance(value, str) and len(value) > MAX_STRING_VALUE:
-            raise AuditMetadataError(f"audit metadata {where!r} is too long to be an id or hash")
+        _check_value(value, where)
+
+
+def _check_value(value: Any, where: str) -> None:
+    if isinstance(value, Mapping):
+        check_metadata(value, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, list):
+                raise AuditMetadataError(f"audit metadata {where!r} holds a non-scalar")
+            _check_value(item, f"{where}[{index}]")
+    elif not isinstance(value, ALLOWED_VALUE_TYPES):
+        raise AuditMetadataError(f"audit metadata {where!r} holds a non-scalar")
+    elif isinstance(value, str) and len(value) > MAX_STRING_VALUE:
+        raise AuditMetadataError(f"audit metadata {where!r} is too long to be an id or hash")
 
 
 async def write_audit(

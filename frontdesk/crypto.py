@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
+TAG_BYTES = 16
 FORMAT_VERSION = 1
 
 
@@ -88,6 +89,8 @@ class Keyring:
         cipher = self._by_id.get(key_id)
         if cipher is None:
             raise DecryptionError(f"no key with id {key_id!r} in the keyring")
+        if len(ciphertext) < id_end + NONCE_BYTES + TAG_BYTES:
+            raise DecryptionError("ciphertext is truncated")
         nonce = ciphertext[id_end : id_end + NONCE_BYTES]
         try:
             return cipher.decrypt(nonce, ciphertext[id_end + NONCE_BYTES :], associated_data)

@@ -46,7 +46,10 @@ def _write_new_secrets(path: Path) -> None:
         f"FRONTDESK_VERIFY_TOKEN={secrets.token_urlsafe(24)}",
         f"FRONTDESK_ENCRYPTION_KEYS={generate_key_spec()}",
     ]
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # another process starting at the same moment wrote it first; use theirs
     with os.fdopen(descriptor, "w") as handle:
         handle.write("\n".join(lines) + "\n")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from frontdesk.errors import PermanentError, TransientError
@@ -63,4 +64,4 @@ def parse_retry_after(value: str | None) -> float | None:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if seconds >= 0 and seconds == seconds else None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None

@@ -10,6 +10,9 @@ from typing import Any
 
 PROVIDER = "instagram"
 MAX_KEY_PART = 255
+MAX_ID_LENGTH = 64
+MAX_NESTING = 100  # Meta's payloads nest about ten deep; far deeper cannot be keyed safely
+MAX_TIMESTAMP_DIGITS = 20
 SECONDS_CUTOFF = 100_000_000_000  # below this a timestamp is in seconds, not milliseconds
 
 
@@ -37,9 +40,24 @@ class SplitDelivery:
 
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        document = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise PayloadNotJsonError("body is not JSON") from exc
+    if _nested_deeper_than(document, MAX_NESTING):
+        raise PayloadNotJsonError("body is nested too deeply")
+    return document
+
+
+def _nested_deeper_than(document: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than `limit` deep (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(document, 1)] if isinstance(document, dict | list) else []
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def split_delivery(document: Any) -> SplitDelivery:
@@ -129,7 +147,7 @@ def _messaging_key(kind: str, page_id: str | None, item: dict[str, Any]) -> str:
     elif kind == "edit":
         mid = _nested_str(item, "message_edit", "mid")
         if mid:
-            num_edit = item["message_edit"].get("num_edit")
+            num_edit = _as_count(item["message_edit"].get("num_edit"))
             return f"edit:{mid}:{num_edit}"
     elif kind == "postback":
         mid = _nested_str(item, "postback", "mid")
@@ -228,8 +246,14 @@ def _as_id(value: Any) -> str | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and 0 < len(value) <= 64:
+        return str(value) if -(10 ** (MAX_ID_LENGTH - 1)) < value < 10**MAX_ID_LENGTH else None
+    if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and _is_utf8(value):
+        return value
+    return None
+
+
+def _as_count(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9:
         return value
     return None
 
@@ -240,17 +264,31 @@ def _nested_id(item: dict[str, Any], member: str) -> str | None:
 
 def _nested_str(item: dict[str, Any], member: str, key: str) -> str | None:
     value = _get(item.get(member), key)
-    if isinstance(value, str) and 0 < len(value) <= MAX_KEY_PART:
+    if isinstance(value, str) and 0 < len(value) <= MAX_KEY_PART and _is_utf8(value):
         return value
     return None
+
+
+def _is_utf8(text: str) -> bool:
+    """False for text with a lone surrogate ("\\ud800" in JSON): it cannot be stored as a key."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _as_millis(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+    if isinstance(value, str):
+        # str.isdigit() also accepts digits int() refuses ("²"), so only ASCII digits count.
+        digits = value.isascii() and value.isdigit() and len(value) <= MAX_TIMESTAMP_DIGITS
+        value = int(value) if digits else None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    # (math.isfinite would overflow on a huge int such as 10**400, which JSON can carry.)
+    if not isinstance(value, int | float) or value <= 0:
         return None
     millis = int(value * 1000) if value < SECONDS_CUTOFF else int(value)
     return millis if millis < 10**14 else None
