@@ -99,7 +99,7 @@ class Database:
 
 @asynccontextmanager
 async def open_database(settings: Settings) -> AsyncIterator[Database]:
-    engine = create_engine(settings.resolved_database_url())
+    engine = create_engine(settings.resolved_database_url(), role=settings.database_role)
     keyring = Keyring.from_specs(settings.encryption_keys) if settings.encryption_keys else None
     try:
         yield Database(engine=engine, keyring=keyring)

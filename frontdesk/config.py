@@ -24,6 +24,7 @@ class Settings(BaseSettings):
 
     var_dir: Path = DEFAULT_VAR_DIR
     database_url: str = ""
+    database_role: str = "frontdesk_app"
     app_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
     verify_token: str = ""
     encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)

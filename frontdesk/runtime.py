@@ -59,6 +59,7 @@ class Runtime:
         engine = create_engine(
             settings.resolved_database_url(),
             busy_timeout_seconds=settings.intake_db_timeout_seconds,
+            role=settings.database_role,
         )
         keyring = Keyring.from_specs(settings.encryption_keys)
         metrics = Metrics()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from frontdesk.app import create_app
 from frontdesk.clinic.connections import link_instagram
@@ -20,6 +22,7 @@ from frontdesk.clinic.doctors import create_doctor
 from frontdesk.clock import FixedClock
 from frontdesk.config import Settings
 from frontdesk.crypto import generate_key_spec
+from frontdesk.db.engine import create_engine as create_async_engine_for
 from frontdesk.db.engine import sync_url, transaction
 from frontdesk.db.migrate import upgrade_to_head
 from frontdesk.db.tables import metadata
@@ -134,6 +137,17 @@ async def post_delivery(
     return await client.post(
         "/webhooks/instagram", content=body, headers=signed_headers(body, secret)
     )
+
+
+@asynccontextmanager
+async def unscoped(runtime: Runtime) -> AsyncIterator[AsyncConnection]:
+    """The database as its owner sees it, without row-level security: for assertions only."""
+    engine = create_async_engine_for(runtime.settings.resolved_database_url())
+    try:
+        async with transaction(engine) as connection:
+            yield connection
+    finally:
+        await engine.dispose()
 
 
 @dataclass(frozen=True)

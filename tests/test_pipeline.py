@@ -8,7 +8,6 @@ import httpx2
 from sqlalchemy import func, select
 
 from frontdesk.clock import FixedClock
-from frontdesk.db.engine import transaction
 from frontdesk.db.tables import (
     audit_logs,
     conversations,
@@ -21,7 +20,7 @@ from frontdesk.inbox.queue import replay_event
 from frontdesk.runtime import Runtime
 from frontdesk.testing import payloads
 from frontdesk.testing.fake_graph import FakeGraphApi
-from tests.conftest import add_linked_doctor, post_delivery, recent_ms
+from tests.conftest import add_linked_doctor, post_delivery, recent_ms, unscoped
 
 PAGE_A = "17841455512340001"
 PAGE_B = "17841466698760002"
@@ -30,7 +29,7 @@ OTHER_PATIENT = "8899001122334455"
 
 
 async def count(runtime: Runtime, table: object, *where: object) -> int:
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         statement = select(func.count()).select_from(table)  # type: ignore[arg-type]
         if where:
             statement = statement.where(*where)  # type: ignore[arg-type]
@@ -38,7 +37,7 @@ async def count(runtime: Runtime, table: object, *where: object) -> int:
 
 
 async def event_rows(runtime: Runtime) -> list[object]:
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         return list(await connection.execute(select(webhook_events).order_by(webhook_events.c.id)))
 
 
@@ -110,7 +109,7 @@ async def test_unknown_page_is_failed_audited_with_a_hash_and_not_dead_lettered(
     assert await count(runtime, patients) == 0
     assert await count(runtime, conversations) == 0
     assert await count(runtime, webhook_events, webhook_events.c.status == "dead") == 0
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         audit = (
             await connection.execute(
                 select(audit_logs).where(audit_logs.c.action == "webhook_processed")
@@ -238,7 +237,7 @@ async def test_graph_500_is_retried_then_dead_lettered_and_replayable(
     assert "graph_unavailable" in event.last_error
     assert fake_graph.sends == []
 
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         assert await replay_event(connection, event.id, clock.now())
     clock.set(clock.now() - timedelta(hours=0))
     await runtime.worker.run_until_idle()
@@ -260,7 +259,7 @@ async def test_token_rejected_marks_connection_needs_reauth_and_holds_the_reply(
 
     [event] = await event_rows(runtime)
     assert (event.status, event.reason) == ("failed", "token_rejected")
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         status = (
             await connection.execute(
                 select(doctor_instagram.c.status).where(doctor_instagram.c.doctor_id == doctor.id)
@@ -380,7 +379,7 @@ async def test_unsent_message_is_erased_and_edit_updates_it(
 
     reasons = [row.reason for row in await event_rows(runtime)][2:]
     assert reasons == ["message_edited", "message_erased"]
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         erased = (await connection.execute(select(messages).where(messages.c.mid == "mid-d"))).one()
     assert erased.body_encrypted is None
     assert erased.deleted_at is not None
@@ -399,6 +398,6 @@ async def test_same_patient_writing_to_two_doctors_is_two_patients(
     await post_delivery(client, delivery)
     await runtime.worker.run_until_idle()
 
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         owners = set(await connection.execute(select(patients.c.doctor_id)))
     assert len(owners) == 2

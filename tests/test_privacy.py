@@ -11,14 +11,13 @@ import pytest
 from sqlalchemy import select
 
 from frontdesk.clock import FixedClock
-from frontdesk.db.engine import transaction
 from frontdesk.db.tables import metadata
 from frontdesk.logs import configure_logging
 from frontdesk.runtime import Runtime
 from frontdesk.testing import payloads
 from frontdesk.testing.fake_graph import FakeGraphApi
 from frontdesk.testing.signing import signed_headers
-from tests.conftest import APP_SECRET, add_linked_doctor, post_delivery, recent_ms
+from tests.conftest import APP_SECRET, add_linked_doctor, post_delivery, recent_ms, unscoped
 
 CANARY_TEXT = "CANARY-TEXT-4f1d9e my chest hurts"
 CANARY_SENDER = "990011223344556677"
@@ -108,7 +107,7 @@ async def plaintext_columns_holding(
 ) -> set[tuple[str, str]]:
     """Every (table, column) whose stored value contains a canary, as text or as raw bytes."""
     found: set[tuple[str, str]] = set()
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         for table in metadata.sorted_tables:
             for row in await connection.execute(select(table)):
                 for column, value in row._mapping.items():

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from frontdesk.audit import hash_identifier, write_audit
 from frontdesk.crypto import Keyring
 from frontdesk.db.tables import doctor_instagram
+from frontdesk.db.tenancy import scope_to_doctor, scope_to_system
 from frontdesk.errors import FrontdeskError
 from frontdesk.graph.client import FACEBOOK_LOGIN, INSTAGRAM_LOGIN, SendTarget
 from frontdesk.ids import IdFactory, new_id
@@ -68,8 +69,13 @@ async def link_instagram(
     token_expires_at: datetime | None = None,
     make_id: IdFactory = new_id,
 ) -> InstagramConnection:
-    """Link (or re-link) the doctor's account; refuses an account owned by another doctor."""
-    await _refuse_foreign_pages(connection, doctor_id, instagram_page_id, facebook_page_id)
+    """Link (or re-link) the doctor's account; refuses an account owned by another doctor.
+
+    Checking other doctors' connections needs the system scope; the rest is the doctor's own.
+    """
+    await scope_to_doctor(connection, doctor_id)
+    await scope_to_system(connection)
+    await _claim_pages(connection, doctor_id, instagram_page_id, facebook_page_id)
     existing = await find_connection(connection, doctor_id)
     connection_id = existing.id if existing else make_id()
     values = {
@@ -81,7 +87,9 @@ async def link_instagram(
             access_token, token_associated_data(connection_id)
         ),
         "token_expires_at": token_expires_at,
+        "token_issued_at": now,
         "status": ACTIVE,
+        "disconnected_at": None,
         "updated_at": now,
     }
     if existing:
@@ -113,38 +121,45 @@ async def link_instagram(
     return linked
 
 
-async def _refuse_foreign_pages(
+async def _claim_pages(
     connection: AsyncConnection,
     doctor_id: str,
     instagram_page_id: str,
     facebook_page_id: str | None,
 ) -> None:
+    """Refuse ids another doctor holds; release ids another doctor disconnected from."""
     ids = [page for page in (instagram_page_id, facebook_page_id) if page]
-    owner = (
+    holds_ids = or_(
+        doctor_instagram.c.instagram_page_id.in_(ids), doctor_instagram.c.facebook_page_id.in_(ids)
+    )
+    others = (
         await connection.execute(
-            select(doctor_instagram.c.doctor_id).where(
-                or_(
-                    doctor_instagram.c.instagram_page_id.in_(ids),
-                    doctor_instagram.c.facebook_page_id.in_(ids),
-                ),
-                doctor_instagram.c.doctor_id != doctor_id,
+            select(doctor_instagram.c.id, doctor_instagram.c.status).where(
+                holds_ids, doctor_instagram.c.doctor_id != doctor_id
             )
         )
-    ).first()
-    if owner is not None:
+    ).all()
+    if any(row.status != DISCONNECTED for row in others):
         raise PageOwnedByAnotherDoctorError("that account is already linked to another doctor")
+    if others:
+        await connection.execute(
+            doctor_instagram.delete().where(doctor_instagram.c.id.in_([row.id for row in others]))
+        )
 
 
 async def unlink_instagram(
     connection: AsyncConnection, *, doctor_id: str, now: datetime
 ) -> InstagramConnection:
-    """Forget the account and its token; events for it route as unknown from now on."""
+    """Delete the token and mark the connection disconnected; its events route as unknown."""
+    await scope_to_doctor(connection, doctor_id)
     existing = await find_connection(connection, doctor_id)
-    if existing is None:
+    if existing is None or existing.status == DISCONNECTED:
         raise ConnectionNotFoundError("the doctor has no Instagram connection")
     await connection.execute(
-        doctor_instagram.delete().where(
-            doctor_instagram.c.id == existing.id, doctor_instagram.c.doctor_id == doctor_id
+        update(doctor_instagram)
+        .where(doctor_instagram.c.id == existing.id, doctor_instagram.c.doctor_id == doctor_id)
+        .values(
+            status=DISCONNECTED, access_token_encrypted=None, disconnected_at=now, updated_at=now
         )
     )
     await write_audit(

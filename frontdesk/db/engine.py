@@ -39,12 +39,18 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(database_url: str, *, busy_timeout_seconds: float = 5.0) -> AsyncEngine:
-    """An engine whose parameters never appear in error messages (they may hold patient data)."""
+def create_engine(
+    database_url: str, *, busy_timeout_seconds: float = 5.0, role: str | None = None
+) -> AsyncEngine:
+    """An engine whose parameters never appear in error messages (they may hold patient data).
+
+    On PostgreSQL, `role` is the role every connection acts as: one that does not own the
+    tables, so that row-level security applies to it.
+    """
     url = async_url(database_url)
     if url.get_backend_name() == "sqlite":
         return _create_sqlite_engine(url, busy_timeout_seconds)
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         hide_parameters=True,
         pool_pre_ping=True,
@@ -52,6 +58,17 @@ def create_engine(database_url: str, *, busy_timeout_seconds: float = 5.0) -> As
         max_overflow=10,
         connect_args={"connect_timeout": max(1, int(busy_timeout_seconds))},
     )
+    if role:
+        _act_as_role(engine, role)
+    return engine
+
+
+def _act_as_role(engine: AsyncEngine, role: str) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _set_role(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f'SET ROLE "{role}"')
+        cursor.close()
 
 
 def ensure_sqlite_directory(url: URL) -> None:

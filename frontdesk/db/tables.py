@@ -95,6 +95,8 @@ doctor_instagram = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("last_webhook_at", UTCDateTime(), nullable=True),
     Column("last_send_at", UTCDateTime(), nullable=True),
+    Column("token_issued_at", UTCDateTime(), nullable=True),
+    Column("disconnected_at", UTCDateTime(), nullable=True),
     UniqueConstraint("doctor_id"),
     CheckConstraint("login_kind in ('instagram', 'facebook')", name="login_kind"),
     CheckConstraint("status in ('active', 'needs_reauth', 'disconnected')", name="status"),
@@ -134,6 +136,7 @@ conversations = Table(
     Column("last_inbound_at", UTCDateTime(), nullable=True),
     Column("last_message_at", UTCDateTime(), nullable=True),
     Column("last_auto_reply_at", UTCDateTime(), nullable=True),
+    Column("doctor_read_at", UTCDateTime(), nullable=True),
     _created_at(),
     UniqueConstraint("doctor_id", "platform", "patient_id"),
 )
@@ -239,4 +242,75 @@ audit_logs = Table(
     Column("metadata", JSON, nullable=False),
     Column("doctor_id", String(36), ForeignKey("doctors.id"), nullable=True, index=True),
     Index("ix_audit_logs_created_at", "created_at"),
+    # Append-only; returning the new row would need read access to it under row-level security.
+    implicit_returning=False,
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    _id(),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("doctor_id", String(36), ForeignKey("doctors.id"), nullable=True, unique=True),
+    Column("password_hash", String(200), nullable=True),
+    Column("failed_sign_ins", Integer, nullable=False, default=0),
+    Column("locked_until", UTCDateTime(), nullable=True),
+    Column("last_sign_in_at", UTCDateTime(), nullable=True),
+    _created_at(),
+    CheckConstraint("role in ('doctor', 'operator')", name="role"),
+    CheckConstraint("(role = 'doctor') = (doctor_id is not null)", name="doctor_role"),
+)
+
+invites = Table(
+    "invites",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False, index=True),
+    _created_at(),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    _created_at(),
+    Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    _id(),
+    _doctor_id(),
+    Column("name", String(100), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    _created_at(),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+oauth_states = Table(
+    "oauth_states",
+    metadata,
+    Column("state_hash", String(64), primary_key=True),
+    _doctor_id(),
+    Column("login_kind", String(16), nullable=False),
+    _created_at(),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+)
+
+facebook_page_choices = Table(
+    "facebook_page_choices",
+    metadata,
+    _id(),
+    _doctor_id(),
+    Column("pages_encrypted", LargeBinary, nullable=False),
+    _created_at(),
+    Column("expires_at", UTCDateTime(), nullable=False),
 )

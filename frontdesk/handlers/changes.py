@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from frontdesk.clinic.conversations import edit_message, erase_message, find_message_by_mid
-from frontdesk.db.engine import transaction
+from frontdesk.db.tenancy import doctor_transaction
 from frontdesk.handlers.context import HandlerContext, event_item
 from frontdesk.handlers.routing import fail_unknown_page, route_event
 from frontdesk.inbox.queue import IGNORED, PROCESSED, ClaimedEvent, EventOutcome
@@ -39,7 +39,7 @@ async def _change_stored_message(
     if not isinstance(mid, str):
         return EventOutcome(status=IGNORED, reason="missing_mid", doctor_id=route.doctor_id)
     now = context.clock.now()
-    async with transaction(context.engine) as connection:
+    async with doctor_transaction(context.engine, route.doctor_id) as connection:
         found = await find_message_by_mid(connection, doctor_id=route.doctor_id, mid=mid)
         if found is None:
             return EventOutcome(

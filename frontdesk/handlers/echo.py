@@ -9,7 +9,7 @@ from frontdesk.clinic.conversations import (
     open_conversation,
     record_message,
 )
-from frontdesk.db.engine import transaction
+from frontdesk.db.tenancy import doctor_transaction
 from frontdesk.handlers.context import HandlerContext, event_item, member_id
 from frontdesk.handlers.routing import fail_unknown_page, route_event
 from frontdesk.inbox.queue import FAILED, PROCESSED, ClaimedEvent, EventOutcome
@@ -27,7 +27,7 @@ async def handle_echo(context: HandlerContext, event: ClaimedEvent) -> EventOutc
     if patient_id is None or mid is None:
         return EventOutcome(status=FAILED, reason="malformed_echo", doctor_id=route.doctor_id)
     now = context.clock.now()
-    async with transaction(context.engine) as connection:
+    async with doctor_transaction(context.engine, route.doctor_id) as connection:
         if await find_message_by_mid(connection, doctor_id=route.doctor_id, mid=mid):
             return EventOutcome(
                 status=PROCESSED, reason="echo_of_our_send", doctor_id=route.doctor_id

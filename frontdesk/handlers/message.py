@@ -13,7 +13,7 @@ from frontdesk.clinic.conversations import (
     record_message,
     replies_for_event,
 )
-from frontdesk.db.engine import transaction
+from frontdesk.db.tenancy import doctor_transaction
 from frontdesk.handlers.context import HandlerContext, event_item, member_id
 from frontdesk.handlers.routing import fail_unknown_page, route_event
 from frontdesk.inbox.queue import FAILED, PROCESSED, ClaimedEvent, EventOutcome
@@ -35,7 +35,7 @@ async def handle_message(
         return EventOutcome(status=FAILED, reason="missing_sender", doctor_id=route.doctor_id)
     mid, body = _message_content(item)
     now = context.clock.now()
-    async with transaction(context.engine) as connection:
+    async with doctor_transaction(context.engine, route.doctor_id) as connection:
         conversation = await open_conversation(
             connection,
             doctor_id=route.doctor_id,

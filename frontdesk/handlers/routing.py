@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from frontdesk.audit import hash_identifier, write_audit
 from frontdesk.db.engine import transaction
+from frontdesk.db.tenancy import system_transaction
 from frontdesk.errors import FrontdeskError
 from frontdesk.graph.client import INSTAGRAM_LOGIN, SendTarget
 from frontdesk.handlers.context import HandlerContext, event_item, member_id
@@ -34,7 +35,7 @@ def page_candidates(event: ClaimedEvent, *, is_echo: bool) -> list[str | None]:
 async def route_event(
     context: HandlerContext, event: ClaimedEvent, *, is_echo: bool
 ) -> Route | None:
-    async with transaction(context.engine) as connection:
+    async with system_transaction(context.engine) as connection:
         found = await resolve_doctor_for_candidates(
             connection, page_candidates(event, is_echo=is_echo), event.correlation_id
         )

@@ -16,7 +16,7 @@ from frontdesk.clinic.connections import (
 from frontdesk.clinic.conversations import mark_reply_sent, mark_reply_unsent, replies_for_event
 from frontdesk.clock import Clock
 from frontdesk.crypto import Keyring
-from frontdesk.db.engine import transaction
+from frontdesk.db.tenancy import doctor_transaction
 from frontdesk.errors import PermanentError, TransientError
 from frontdesk.graph.client import GraphClient, SendTarget
 from frontdesk.graph.errors import TokenRejectedError
@@ -61,7 +61,7 @@ class ReplySender:
 
     async def send_replies(self, thread: ReplyThread) -> SendSummary:
         """Raises TransientError to retry the rest later, PermanentError when a part is refused."""
-        async with transaction(self._engine) as connection:
+        async with doctor_transaction(self._engine, thread.doctor_id) as connection:
             replies = await replies_for_event(
                 connection, self._keyring, doctor_id=thread.doctor_id, event_id=thread.event_id
             )
@@ -86,7 +86,7 @@ class ReplySender:
             )
         except TokenRejectedError:
             self._metrics.sends.labels("token_rejected").inc()
-            async with transaction(self._engine) as connection:
+            async with doctor_transaction(self._engine, thread.doctor_id) as connection:
                 await mark_needs_reauth(
                     connection,
                     doctor_id=thread.doctor_id,
@@ -111,7 +111,7 @@ class ReplySender:
             raise
         self._metrics.sends.labels("sent").inc()
         now = self._clock.now()
-        async with transaction(self._engine) as connection:
+        async with doctor_transaction(self._engine, thread.doctor_id) as connection:
             await mark_reply_sent(
                 connection,
                 doctor_id=thread.doctor_id,
@@ -123,7 +123,7 @@ class ReplySender:
             await touch_connection(connection, doctor_id=thread.doctor_id, last_send_at=now)
 
     async def _mark(self, thread: ReplyThread, message_id: str, status: str, error: str) -> None:
-        async with transaction(self._engine) as connection:
+        async with doctor_transaction(self._engine, thread.doctor_id) as connection:
             await mark_reply_unsent(
                 connection,
                 doctor_id=thread.doctor_id,
@@ -133,7 +133,7 @@ class ReplySender:
             )
 
     async def _hold(self, thread: ReplyThread, message_ids: list[str], reason: str) -> None:
-        async with transaction(self._engine) as connection:
+        async with doctor_transaction(self._engine, thread.doctor_id) as connection:
             for message_id in message_ids:
                 await mark_reply_unsent(
                     connection,

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from frontdesk.audit import hash_identifier
 from frontdesk.db.tables import doctor_instagram
+from frontdesk.db.tenancy import scope_to_system
 from frontdesk.logs import get_logger
 
 log = get_logger(__name__)
@@ -20,10 +21,12 @@ async def resolve_doctor_for_page(
     """The doctor whose connected account has this Instagram account id or Facebook Page id.
 
     One indexed query; an Instagram account id match wins over a Facebook Page id match.
-    Disconnected accounts route nowhere.
+    Disconnected accounts route nowhere. Routing looks across doctors by nature, so the
+    transaction takes the system scope (connections only; patient data stays scoped).
     """
     if not page_id:
         return None
+    await scope_to_system(connection)
     row = (
         await connection.execute(
             select(doctor_instagram.c.doctor_id)

@@ -11,14 +11,13 @@ from sqlalchemy import select
 from frontdesk.app import create_app
 from frontdesk.clock import FixedClock
 from frontdesk.config import Settings
-from frontdesk.db.engine import transaction
 from frontdesk.db.tables import messages, webhook_events
 from frontdesk.replies.responder import DEFAULT_RULES
 from frontdesk.replies.rules import save_reply_rules
 from frontdesk.runtime import Runtime
 from frontdesk.testing import payloads
 from frontdesk.testing.fake_graph import FakeGraphApi
-from tests.conftest import add_linked_doctor, post_delivery, recent_ms
+from tests.conftest import add_linked_doctor, post_delivery, recent_ms, unscoped
 
 PAGE = "17841455512340001"
 PATIENT = "7321554890123456"
@@ -31,7 +30,7 @@ def dm(mid: str, text: str = "hello") -> dict[str, object]:
 
 
 async def outcomes(runtime: Runtime) -> list[tuple[str, str, str | None]]:
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         rows = await connection.execute(select(webhook_events).order_by(webhook_events.c.id))
         return [(row.kind, row.status, row.reason) for row in rows]
 
@@ -41,7 +40,7 @@ async def test_a_reply_over_1000_characters_is_sent_in_parts_in_order(
 ) -> None:
     doctor = await add_linked_doctor(runtime, name="Dr A", page_id=PAGE, token="token-a")
     long_greeting = " ".join(f"word{n:04d}" for n in range(300))
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         await save_reply_rules(
             connection,
             doctor.id,
@@ -62,7 +61,7 @@ async def test_disabled_rules_record_the_message_and_send_nothing(
     runtime: Runtime, client: httpx2.AsyncClient, fake_graph: FakeGraphApi
 ) -> None:
     doctor = await add_linked_doctor(runtime, name="Dr A", page_id=PAGE, token="token-a")
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         await save_reply_rules(
             connection, doctor.id, replace(DEFAULT_RULES, enabled=False), runtime.clock.now()
         )
@@ -95,7 +94,7 @@ async def test_standby_messages_and_postbacks_are_recorded_but_never_answered(
         ("postback", "processed", "no_reply"),
         ("standby_message", "processed", "no_reply"),
     ]
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         mids = set((await connection.execute(select(messages.c.mid))).scalars())
     assert mids == {"m-pb", "m-standby"}
     assert fake_graph.attempts == 0

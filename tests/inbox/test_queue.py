@@ -9,7 +9,6 @@ import httpx2
 from sqlalchemy import select, update
 
 from frontdesk.clock import FixedClock
-from frontdesk.db.engine import transaction
 from frontdesk.db.tables import webhook_events
 from frontdesk.inbox.queue import (
     FAILED,
@@ -23,7 +22,7 @@ from frontdesk.inbox.queue import (
 )
 from frontdesk.runtime import Runtime
 from frontdesk.testing import payloads
-from tests.conftest import post_delivery, recent_ms
+from tests.conftest import post_delivery, recent_ms, unscoped
 
 PAGE = "17841455512340001"
 
@@ -53,7 +52,7 @@ def dm(sender: str, mid: str, seconds_ago: float = 5) -> dict[str, object]:
 
 
 async def status_of(runtime: Runtime, event_id: int) -> tuple[str, int]:
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         row = (
             await connection.execute(
                 select(webhook_events.c.status, webhook_events.c.attempts).where(
@@ -146,7 +145,7 @@ async def test_replay_requeues_finished_events_but_leaves_open_ones_alone(
     first, second = await runtime.queue.claim(2)
     await runtime.queue.finish(first, EventOutcome(status=FAILED, reason="unknown_page"))
 
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         assert await replay_event(connection, first.id, runtime.clock.now())
         assert not await replay_event(connection, second.id, runtime.clock.now())
         assert not await replay_event(connection, 999_999, runtime.clock.now())
@@ -158,7 +157,7 @@ async def test_replay_all_dead_requeues_only_dead_events(
     runtime: Runtime, client: httpx2.AsyncClient
 ) -> None:
     await post_messages(client, dm("1001", "d1"), dm("2002", "d2"))
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         await connection.execute(
             update(webhook_events)
             .where(webhook_events.c.event_key == "message:d1")
@@ -179,7 +178,7 @@ async def test_retention_clears_old_finished_payloads_and_keeps_the_rows(
     await runtime.queue.finish(new, EventOutcome(status=PROCESSED))
     clock.advance(days=29, hours=12)
 
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         purged = await purge_expired_payloads(
             connection, now=clock.now(), retention=timedelta(days=30)
         )

@@ -11,13 +11,12 @@ from sqlalchemy import select, update
 from frontdesk.app import create_app
 from frontdesk.clock import FixedClock
 from frontdesk.config import Settings
-from frontdesk.db.engine import transaction
 from frontdesk.db.tables import webhook_events
 from frontdesk.inbox.queue import PROCESSED, ClaimedEvent, EventOutcome
 from frontdesk.inbox.worker import Worker
 from frontdesk.runtime import Runtime
 from frontdesk.testing.fake_graph import FakeGraphApi
-from tests.conftest import add_linked_doctor
+from tests.conftest import add_linked_doctor, unscoped
 from tests.inbox.test_queue import PAGE, dm, post_messages
 
 
@@ -35,7 +34,7 @@ def worker_with(runtime: Runtime, handler: object, *, concurrency: int = 2) -> W
 
 
 async def statuses(runtime: Runtime) -> dict[str, tuple[str, int]]:
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         rows = await connection.execute(select(webhook_events))
         return {row.event_key: (row.status, row.attempts) for row in rows}
 
@@ -62,7 +61,7 @@ async def test_poison_event_ends_dead_without_delaying_other_conversations(
     result = await statuses(runtime)
     assert result["message:poison"] == ("dead", 4)
     assert result["message:fine"] == ("processed", 1)
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         last_error = (
             await connection.execute(
                 select(webhook_events.c.last_error).where(
@@ -117,7 +116,7 @@ async def test_event_whose_lease_keeps_expiring_is_buried_instead_of_run_again(
     runtime: Runtime, client: httpx2.AsyncClient
 ) -> None:
     await post_messages(client, dm("1001", "crasher"))
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         await connection.execute(update(webhook_events).values(attempts=runtime.queue.max_attempts))
     ran: list[int] = []
 

@@ -17,12 +17,11 @@ from sqlalchemy import func, select
 from frontdesk.app import create_app
 from frontdesk.clock import SystemClock
 from frontdesk.config import Settings
-from frontdesk.db.engine import transaction
 from frontdesk.db.tables import webhook_events
 from frontdesk.runtime import Runtime
 from frontdesk.testing import payloads
 from frontdesk.testing.fake_graph import FakeGraphApi
-from tests.conftest import add_linked_doctor, post_delivery
+from tests.conftest import add_linked_doctor, post_delivery, unscoped
 
 PAGE = "17841455512340001"
 CONVERSATIONS = 40
@@ -30,7 +29,7 @@ MESSAGES_EACH = 3
 
 
 async def open_events(runtime: Runtime) -> int:
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         statement = select(func.count()).where(
             webhook_events.c.status.in_(("queued", "processing"))
         )
@@ -74,7 +73,7 @@ async def test_two_worker_processes_drain_the_queue_once_and_stop_on_sigterm(
                 worker.send_signal(signal.SIGTERM)
             exits = [worker.wait(timeout=30) for worker in workers]
     try:
-        async with transaction(runtime.engine) as connection:
+        async with unscoped(runtime) as connection:
             processed = (
                 await connection.execute(
                     select(func.count()).where(webhook_events.c.status == "processed")

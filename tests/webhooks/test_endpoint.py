@@ -10,18 +10,17 @@ from sqlalchemy import func, select
 
 from frontdesk.app import create_app
 from frontdesk.config import Settings
-from frontdesk.db.engine import transaction
 from frontdesk.db.tables import audit_logs, webhook_deliveries, webhook_events
 from frontdesk.runtime import Runtime
 from frontdesk.testing import payloads
 from frontdesk.testing.signing import signature_for, signed_headers
-from tests.conftest import APP_SECRET, VERIFY_TOKEN, post_delivery, recent_ms
+from tests.conftest import APP_SECRET, VERIFY_TOKEN, post_delivery, recent_ms, unscoped
 
 WEBHOOK = "/webhooks/instagram"
 
 
 async def stored(runtime: Runtime, table: object) -> int:
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         statement = select(func.count()).select_from(table)  # type: ignore[arg-type]
         return int((await connection.execute(statement)).scalar_one())
 
@@ -42,7 +41,7 @@ async def test_signed_delivery_is_stored_before_the_200(
     assert response.headers["x-correlation-id"]
     assert await stored(runtime, webhook_deliveries) == 1
     assert await stored(runtime, webhook_events) == 1
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         audit = (await connection.execute(select(audit_logs))).one()
         delivery = (await connection.execute(select(webhook_deliveries))).one()
     assert (audit.action, audit.status) == ("webhook_received", "success")
@@ -144,7 +143,7 @@ async def test_signed_json_of_an_unknown_shape_is_kept_as_unrecognized_and_answe
 
     assert response.status_code == 200
     assert response.json() == {"events": 0, "duplicates": 0}
-    async with transaction(runtime.engine) as connection:
+    async with unscoped(runtime) as connection:
         delivery = (await connection.execute(select(webhook_deliveries))).one()
     assert delivery.status == "unrecognized"
     assert delivery.body_encrypted is not None
