@@ -10,35 +10,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from frontdesk.db.tables import audit_logs
+from frontdesk.privacy import SENSITIVE_KEYS
 
-FORBIDDEN_METADATA_KEYS = frozenset(
-    {
-        "text",
-        "message",
-        "message_text",
-        "body",
-        "raw_body",
-        "payload",
-        "name",
-        "patient_name",
-        "username",
-        "sender",
-        "sender_id",
-        "recipient",
-        "recipient_id",
-        "igsid",
-        "platform_user_id",
-        "page_id",
-        "token",
-        "access_token",
-        "secret",
-        "password",
-        "code",
-        "state",
-        "email",
-        "url",
-    }
-)
+FORBIDDEN_METADATA_KEYS = SENSITIVE_KEYS
 ALLOWED_VALUE_TYPES = (str, int, float, bool, type(None))
 MAX_STRING_VALUE = 128
 

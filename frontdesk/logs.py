@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Mapping, MutableMapping
@@ -9,33 +10,10 @@ from typing import IO, Any
 
 import structlog
 
+from frontdesk.privacy import SENSITIVE_KEYS
+
 REDACTED = "[redacted]"
 
-SENSITIVE_KEYS = frozenset(
-    {
-        "text",
-        "message_text",
-        "body",
-        "raw_body",
-        "payload",
-        "token",
-        "access_token",
-        "authorization",
-        "secret",
-        "app_secret",
-        "password",
-        "sender_id",
-        "recipient_id",
-        "igsid",
-        "patient_name",
-        "name",
-        "username",
-        "code",
-        "state",
-        "url",
-        "query",
-    }
-)
 
 QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "uvicorn.access", "aiosqlite")
 
@@ -65,6 +43,17 @@ def _redact_event(
     return event_dict
 
 
+def _template_of_foreign_records(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A stdlib record's message has its arguments filled in, and they can be anything (asyncio
+    puts exception reprs there); keep the format string instead."""
+    record = event_dict.get("_record")
+    if isinstance(record, logging.LogRecord) and record.args:
+        event_dict["event"] = str(record.msg)
+    return event_dict
+
+
 def _drop_exception_text(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -90,6 +79,7 @@ def configure_logging(
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _template_of_foreign_records,
         _drop_exception_text,
         _redact_event,
     ]
@@ -118,6 +108,16 @@ def configure_logging(
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").disabled = True
+
+
+def log_loop_exception(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's own handler prints exception reprs; this keeps only what is safe."""
+    error = context.get("exception")
+    get_logger("asyncio").error(
+        "event_loop_error",
+        error_class=type(error).__name__ if error else None,
+        detail=str(context.get("message", ""))[:80],
+    )
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -20,6 +20,7 @@ from frontdesk.handlers.context import FallbackReply, HandlerContext
 from frontdesk.handlers.dispatch import handle_event
 from frontdesk.inbox.queue import ClaimedEvent, EventOutcome, EventQueue
 from frontdesk.inbox.worker import Worker
+from frontdesk.logs import log_loop_exception
 from frontdesk.metrics import Metrics
 from frontdesk.replies.sender import ReplySender
 from frontdesk.webhooks.intake import IntakeWriter
@@ -73,6 +74,7 @@ class Runtime:
             instagram_base_url=settings.graph_api_url,
             facebook_base_url=settings.facebook_graph_api_url,
             version=settings.graph_api_version,
+            total_timeout=settings.graph_timeout_seconds,
         )
         queue = EventQueue(
             engine,
@@ -94,6 +96,7 @@ class Runtime:
             graph=graph,
             sender=ReplySender(engine, keyring, graph, clock, metrics),
             fallback_reply=fallback,
+            renew_lease=queue.renew_lease,
         )
 
         async def handle(event: ClaimedEvent) -> EventOutcome:
@@ -131,6 +134,7 @@ class Runtime:
         )
 
     async def start(self, *, run_worker: bool) -> None:
+        asyncio.get_running_loop().set_exception_handler(log_loop_exception)
         await self.intake.start()
         if run_worker and self._worker_task is None:
             self._worker_task = asyncio.create_task(self.worker.run(), name="worker")

@@ -325,7 +325,7 @@ async def test_events_of_one_conversation_are_handled_in_timestamp_order(
 
     first_batch = await runtime.queue.claim(10)
 
-    assert [event.event_key for event in first_batch] == ["message:early"]
+    assert [event.event_key for event in first_batch] == [f"message:{PAGE_A}:early"]
 
 
 async def test_reads_reactions_and_comments_are_ignored_with_a_reason(
@@ -401,3 +401,59 @@ async def test_same_patient_writing_to_two_doctors_is_two_patients(
     async with unscoped(runtime) as connection:
         owners = set(await connection.execute(select(patients.c.doctor_id)))
     assert len(owners) == 2
+
+
+async def test_clinic_writing_to_clinic_keeps_both_the_echo_and_the_message(
+    runtime: Runtime, client: httpx2.AsyncClient
+) -> None:
+    doctor_a = await add_linked_doctor(runtime, name="Dr A", page_id=PAGE_A, token="token-a")
+    doctor_b = await add_linked_doctor(runtime, name="Dr B", page_id=PAGE_B, token="token-b")
+    shared_mid = "mid-between-clinics"
+    delivery = payloads.delivery(
+        payloads.entry(
+            PAGE_A,
+            messaging=[
+                payloads.echo_item(
+                    page_id=PAGE_A,
+                    recipient=PAGE_B,
+                    mid=shared_mid,
+                    text="hi colleague",
+                    timestamp=recent_ms(),
+                )
+            ],
+        ),
+        payloads.entry(
+            PAGE_B, messaging=[text_message(PAGE_B, PAGE_A, shared_mid, "hi colleague")]
+        ),
+    )
+
+    response = await post_delivery(client, delivery)
+    await runtime.worker.run_until_idle()
+
+    assert response.json() == {"events": 2, "duplicates": 0}
+    owners = {(row.kind, row.doctor_id) for row in await event_rows(runtime)}
+    assert owners == {("echo", doctor_a.id), ("message", doctor_b.id)}
+
+
+async def test_one_message_delivered_through_two_subscriptions_is_recorded_and_answered_once(
+    runtime: Runtime, client: httpx2.AsyncClient, fake_graph: FakeGraphApi
+) -> None:
+    facebook_page = "104000000000001"
+    await add_linked_doctor(
+        runtime, name="Dr A", page_id=PAGE_A, token="token-a", facebook_page_id=facebook_page
+    )
+    copies = [
+        payloads.delivery(
+            payloads.entry(page, messaging=[text_message(page, PATIENT, "m-x", "hi")])
+        )
+        for page in (PAGE_A, facebook_page)
+    ]
+
+    for copy in copies:
+        await post_delivery(client, copy)
+    await runtime.worker.run_until_idle()
+
+    reasons = [row.reason for row in await event_rows(runtime)]
+    assert reasons == ["greeting", "duplicate_message"]
+    assert await count(runtime, messages, messages.c.direction == "inbound") == 1
+    assert len(fake_graph.sends) == 1

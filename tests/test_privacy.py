@@ -29,6 +29,7 @@ CANARIES = (CANARY_TEXT, "CANARY-TEXT", CANARY_SENDER, CANARY_TOKEN, CANARY_UNKN
 COLUMNS_ALLOWED_TO_HOLD_IDS = {
     ("patients", "platform_user_id"),
     ("webhook_events", "page_id"),
+    ("webhook_events", "event_key"),  # message:{entry id}:{mid}; the entry id is the clinic's
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +30,11 @@ class GraphClient:
         instagram_base_url: str,
         facebook_base_url: str,
         version: str,
+        total_timeout: float = 15.0,
     ) -> None:
+        """`total_timeout` bounds a whole send, whatever the phases' own timeouts allow."""
         self._http = http
+        self._total_timeout = total_timeout
         self._base_urls = {
             INSTAGRAM_LOGIN: instagram_base_url.rstrip("/"),
             FACEBOOK_LOGIN: facebook_base_url.rstrip("/"),
@@ -44,10 +48,11 @@ class GraphClient:
         url = f"{self._base_urls[target.login_kind]}/{self._version}/{target.account_id}/messages"
         body = {"recipient": {"id": recipient_id}, "message": {"text": text}}
         try:
-            response = await self._http.post(
-                url, json=body, headers={"Authorization": f"Bearer {access_token}"}
-            )
-        except httpx2.TimeoutException as exc:
+            async with asyncio.timeout(self._total_timeout):
+                response = await self._http.post(
+                    url, json=body, headers={"Authorization": f"Bearer {access_token}"}
+                )
+        except (TimeoutError, httpx2.TimeoutException) as exc:
             raise GraphTransientError("graph_timeout") from exc
         except httpx2.TransportError as exc:
             raise GraphTransientError("graph_unreachable") from exc

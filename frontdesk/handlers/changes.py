@@ -35,7 +35,7 @@ async def _change_stored_message(
 ) -> EventOutcome:
     route = await route_event(context, event, is_echo=False)
     if route is None:
-        return await fail_unknown_page(context, event, patient_id=None)
+        return await fail_unknown_page(context, event, fallback_recipient=None)
     if not isinstance(mid, str):
         return EventOutcome(status=IGNORED, reason="missing_mid", doctor_id=route.doctor_id)
     now = context.clock.now()

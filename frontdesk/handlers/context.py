@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ class HandlerContext:
     graph: GraphClient
     sender: ReplySender
     fallback_reply: FallbackReply | None
+    renew_lease: Callable[[ClaimedEvent], Awaitable[bool]]
     make_id: IdFactory = new_id
 
 

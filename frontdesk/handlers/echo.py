@@ -19,7 +19,7 @@ async def handle_echo(context: HandlerContext, event: ClaimedEvent) -> EventOutc
     item = event_item(event)
     route = await route_event(context, event, is_echo=True)
     if route is None:
-        return await fail_unknown_page(context, event, patient_id=None)
+        return await fail_unknown_page(context, event, fallback_recipient=None)
     patient_id = member_id(item, "recipient")
     message = item.get("message")
     message = message if isinstance(message, dict) else {}

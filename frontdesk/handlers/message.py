@@ -30,7 +30,9 @@ async def handle_message(
     patient_id = member_id(item, "sender")
     route = await route_event(context, event, is_echo=False)
     if route is None:
-        return await fail_unknown_page(context, event, patient_id=patient_id)
+        return await fail_unknown_page(
+            context, event, fallback_recipient=patient_id if may_reply else None
+        )
     if patient_id is None:
         return EventOutcome(status=FAILED, reason="missing_sender", doctor_id=route.doctor_id)
     mid, body = _message_content(item)
@@ -43,7 +45,7 @@ async def handle_message(
             now=now,
             make_id=context.make_id,
         )
-        await record_message(
+        first_copy = await record_message(
             connection,
             context.keyring,
             conversation=conversation,
@@ -60,7 +62,10 @@ async def handle_message(
             connection, context.keyring, doctor_id=route.doctor_id, event_id=event.id
         )
         reason = "reply_already_planned" if planned else "no_reply"
-        if may_reply and not planned:
+        if not planned and not first_copy:
+            # Another event already brought this message (a second subscription to the account).
+            reason = "duplicate_message"
+        elif may_reply and not planned:
             decision = decide_reply(
                 await load_reply_rules(connection, route.doctor_id),
                 text=body.text,
@@ -80,15 +85,14 @@ async def handle_message(
                     now=now,
                     make_id=context.make_id,
                 )
-    summary = await context.sender.send_replies(
-        ReplyThread(
-            doctor_id=route.doctor_id,
-            event_id=event.id,
-            conversation_id=conversation.id,
-            recipient_id=patient_id,
-            correlation_id=event.correlation_id,
-        )
+    thread = ReplyThread(
+        doctor_id=route.doctor_id,
+        conversation_id=conversation.id,
+        recipient_id=patient_id,
+        correlation_id=event.correlation_id,
+        keep_lease=lambda: context.renew_lease(event),
     )
+    summary = await context.sender.send_replies(thread, event.id)
     if summary.held:
         reason = "reply_held:connection_not_active"
     return EventOutcome(status=PROCESSED, reason=reason, doctor_id=route.doctor_id)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from frontdesk.audit import hash_identifier, write_audit
 from frontdesk.db.engine import transaction
+from frontdesk.db.tables import audit_logs
 from frontdesk.db.tenancy import system_transaction
 from frontdesk.errors import FrontdeskError
 from frontdesk.graph.client import INSTAGRAM_LOGIN, SendTarget
@@ -17,6 +21,7 @@ from frontdesk.routing.resolve import resolve_doctor_for_candidates
 log = get_logger(__name__)
 
 UNKNOWN_PAGE = "unknown_page"
+FALLBACK_SENT = "fallback_reply_sent"
 
 
 @dataclass(frozen=True)
@@ -43,11 +48,14 @@ async def route_event(
 
 
 async def fail_unknown_page(
-    context: HandlerContext, event: ClaimedEvent, *, patient_id: str | None
+    context: HandlerContext, event: ClaimedEvent, *, fallback_recipient: str | None
 ) -> EventOutcome:
-    """No patient, no conversation, no dead letter: failed/unknown_page, audited by page hash."""
+    """No patient, no conversation, no dead letter: failed/unknown_page, audited by page hash.
+
+    `fallback_recipient` is who gets the operator's fallback reply, if one is configured.
+    """
     page_hash = hash_identifier(event.page_id or "")
-    fallback_sent = await _send_fallback_reply(context, event, patient_id)
+    fallback_sent = await _send_fallback_reply(context, event, fallback_recipient)
     async with transaction(context.engine) as connection:
         await write_audit(
             connection,
@@ -75,19 +83,47 @@ async def fail_unknown_page(
 
 
 async def _send_fallback_reply(
-    context: HandlerContext, event: ClaimedEvent, patient_id: str | None
+    context: HandlerContext, event: ClaimedEvent, recipient: str | None
 ) -> bool:
+    """At most once per event, replays included: the audit row of the send is the record."""
     fallback = context.fallback_reply
-    if fallback is None or not patient_id or not event.page_id or event.attempt > 1:
+    if fallback is None or not recipient or not event.page_id:
         return False
+    async with transaction(context.engine) as connection:
+        if await _fallback_already_sent(connection, event.id):
+            return False
     try:
         await context.graph.send_text(
             SendTarget(login_kind=INSTAGRAM_LOGIN, account_id=event.page_id),
-            recipient_id=patient_id,
+            recipient_id=recipient,
             text=fallback.text,
             access_token=fallback.access_token,
         )
     except FrontdeskError as error:  # best effort: an unknown page is failed either way
         log.warning("fallback_reply_failed", event_id=event.id, error_class=type(error).__name__)
         return False
+    async with transaction(context.engine) as connection:
+        await write_audit(
+            connection,
+            now=context.clock.now(),
+            resource_type="webhook",
+            resource_id=str(event.id),
+            action=FALLBACK_SENT,
+            status="success",
+            correlation_id=event.correlation_id,
+            metadata={"event_id": event.id},
+        )
     return True
+
+
+async def _fallback_already_sent(connection: AsyncConnection, event_id: int) -> bool:
+    row = (
+        await connection.execute(
+            select(audit_logs.c.id).where(
+                audit_logs.c.resource_type == "webhook",
+                audit_logs.c.resource_id == str(event_id),
+                audit_logs.c.action == FALLBACK_SENT,
+            )
+        )
+    ).first()
+    return row is not None

@@ -220,6 +220,17 @@ class EventQueue:
             webhook_events.c.attempts == event.attempt,
         )
 
+    async def renew_lease(self, event: ClaimedEvent) -> bool:
+        """Extend the lease of an event still being worked on; False when it was lost."""
+        now = self._clock.now()
+        async with transaction(self._engine) as connection:
+            result = await connection.execute(
+                update(webhook_events)
+                .where(*self._fence(event), webhook_events.c.lease_expires_at > now)
+                .values(lease_expires_at=now + self._lease, updated_at=now)
+            )
+        return bool(result.rowcount)
+
     async def release(self, event: ClaimedEvent) -> None:
         """Give an unfinished event back (shutdown); this attempt does not count."""
         now = self._clock.now()

@@ -28,6 +28,7 @@ log = get_logger(__name__)
 
 EventHandler = Callable[[ClaimedEvent], Awaitable[EventOutcome]]
 RETENTION_INTERVAL = timedelta(hours=1)
+CLAIM_BACKOFF_SECONDS = 1.0
 
 
 class Worker:
@@ -90,8 +91,10 @@ class Worker:
             return 0
         try:
             claimed = await self._queue.claim(free)
-        except DatabaseUnavailableError:
-            log.warning("worker_claim_failed_database_unavailable")
+        except Exception as error:
+            # Whatever the database says, the loop must live on: back off and try again.
+            log.warning("worker_claim_failed", error_class=type(error).__name__)
+            await asyncio.sleep(CLAIM_BACKOFF_SECONDS)
             return 0
         for event in claimed:
             task = asyncio.create_task(self._process(event), name=f"event-{event.id}")
@@ -118,8 +121,14 @@ class Worker:
             event = self._in_flight.get(task)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            if event is not None:
+            if event is None:
+                continue
+            try:
                 await self._queue.release(event)
+            except Exception as error:  # its lease expires and another worker takes it
+                log.warning(
+                    "event_release_failed", event_id=event.id, error_class=type(error).__name__
+                )
 
     async def _process(self, event: ClaimedEvent) -> None:
         if event.attempt > self._queue.max_attempts:
@@ -157,8 +166,8 @@ class Worker:
     async def _settle(self, event: ClaimedEvent, outcome: EventOutcome) -> None:
         try:
             status = await self._queue.finish(event, outcome)
-        except DatabaseUnavailableError:
-            log.warning("event_finish_failed_database_unavailable", event_id=event.id)
+        except Exception as error:  # its lease expires and the event is tried again
+            log.warning("event_finish_failed", event_id=event.id, error_class=type(error).__name__)
             return
         self._metrics.events_finished.labels(status).inc()
         log.info(
@@ -181,7 +190,8 @@ class Worker:
                 purged = await purge_expired_payloads(
                     connection, now=now, retention=self._retention
                 )
-        except DatabaseUnavailableError:
+        except Exception as error:  # tried again at the next interval
+            log.warning("payload_purge_failed", error_class=type(error).__name__)
             return
         if purged:
             log.info("payloads_purged", events=purged)

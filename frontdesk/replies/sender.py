@@ -1,9 +1,17 @@
-"""Send the replies planned for an inbound event with the doctor's own token, each part once."""
+"""Send stored outbound messages with the doctor's own token, and record how each send ended.
+
+Delivery is at least once where the outcome is unknowable (a timeout, or a crash between Meta's
+answer and our commit) and exactly once everywhere else: a part Meta accepted is marked sent
+(retried locally if the database blinks), and before each part the worker proves it still holds
+the event's lease, so two workers never send the same part side by side.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+import stamina
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from frontdesk.clinic.connections import (
@@ -13,9 +21,15 @@ from frontdesk.clinic.connections import (
     mark_needs_reauth,
     touch_connection,
 )
-from frontdesk.clinic.conversations import mark_reply_sent, mark_reply_unsent, replies_for_event
+from frontdesk.clinic.conversations import (
+    OutboundMessage,
+    mark_reply_sent,
+    mark_reply_unsent,
+    replies_for_event,
+)
 from frontdesk.clock import Clock
 from frontdesk.crypto import Keyring
+from frontdesk.db.engine import DatabaseUnavailableError
 from frontdesk.db.tenancy import doctor_transaction
 from frontdesk.errors import PermanentError, TransientError
 from frontdesk.graph.client import GraphClient, SendTarget
@@ -27,6 +41,12 @@ PENDING = "pending"
 FAILED = "failed"
 HELD = "held"
 
+LeaseKeeper = Callable[[], Awaitable[bool]]
+
+
+class LeaseLostError(TransientError):
+    """Another worker took the event over; this one must stop sending for it."""
+
 
 @dataclass(frozen=True)
 class SendSummary:
@@ -37,11 +57,13 @@ class SendSummary:
 
 @dataclass(frozen=True)
 class ReplyThread:
+    """Who the messages go to, and how the caller keeps its claim on the work while sending."""
+
     doctor_id: str
-    event_id: int
     conversation_id: str
     recipient_id: str
     correlation_id: str | None
+    keep_lease: LeaseKeeper | None = None
 
 
 class ReplySender:
@@ -59,57 +81,64 @@ class ReplySender:
         self._clock = clock
         self._metrics = metrics
 
-    async def send_replies(self, thread: ReplyThread) -> SendSummary:
-        """Raises TransientError to retry the rest later, PermanentError when a part is refused."""
+    async def send_replies(self, thread: ReplyThread, event_id: int) -> SendSummary:
+        """Send what was planned for an inbound event. Raises TransientError to retry the rest
+        later, PermanentError when Meta refused a part."""
         async with doctor_transaction(self._engine, thread.doctor_id) as connection:
             replies = await replies_for_event(
-                connection, self._keyring, doctor_id=thread.doctor_id, event_id=thread.event_id
+                connection, self._keyring, doctor_id=thread.doctor_id, event_id=event_id
             )
+        return await self.send_messages(thread, replies)
+
+    async def send_messages(
+        self, thread: ReplyThread, messages: Sequence[OutboundMessage]
+    ) -> SendSummary:
+        unsent = [message for message in messages if message.send_status != SENT]
+        already_sent = len(messages) - len(unsent)
+        if not unsent:
+            return SendSummary(sent=0, held=0, already_sent=already_sent)
+        async with doctor_transaction(self._engine, thread.doctor_id) as connection:
             link = await find_connection(connection, thread.doctor_id)
             token = await load_access_token(connection, self._keyring, doctor_id=thread.doctor_id)
-        unsent = [reply for reply in replies if reply.send_status != SENT]
-        if not unsent:
-            return SendSummary(sent=0, held=0, already_sent=len(replies))
         if link is None or link.status != ACTIVE or token is None:
-            await self._hold(thread, [reply.id for reply in unsent], "connection_not_active")
-            return SendSummary(sent=0, held=len(unsent), already_sent=len(replies) - len(unsent))
-        for reply in unsent:
-            await self._send_one(thread, reply.id, reply.text, link.send_target, token)
-        return SendSummary(sent=len(unsent), held=0, already_sent=len(replies) - len(unsent))
+            await self._mark(thread, unsent, HELD, "connection_not_active")
+            return SendSummary(sent=0, held=len(unsent), already_sent=already_sent)
+        for index, message in enumerate(unsent):
+            if thread.keep_lease is not None and not await thread.keep_lease():
+                raise LeaseLostError("lease_lost")
+            try:
+                await self._send_one(thread, message, link.send_target, token)
+            except TokenRejectedError:
+                await self._token_rejected(thread, unsent[index:])
+                raise
+        return SendSummary(sent=len(unsent), held=0, already_sent=already_sent)
 
     async def _send_one(
-        self, thread: ReplyThread, message_id: str, text: str, target: SendTarget, token: str
+        self, thread: ReplyThread, message: OutboundMessage, target: SendTarget, token: str
     ) -> None:
         try:
             graph_message_id = await self._graph.send_text(
-                target, recipient_id=thread.recipient_id, text=text, access_token=token
+                target, recipient_id=thread.recipient_id, text=message.text, access_token=token
             )
         except TokenRejectedError:
             self._metrics.sends.labels("token_rejected").inc()
-            async with doctor_transaction(self._engine, thread.doctor_id) as connection:
-                await mark_needs_reauth(
-                    connection,
-                    doctor_id=thread.doctor_id,
-                    now=self._clock.now(),
-                    correlation_id=thread.correlation_id,
-                )
-                await mark_reply_unsent(
-                    connection,
-                    doctor_id=thread.doctor_id,
-                    message_id=message_id,
-                    status=HELD,
-                    error="token_rejected",
-                )
             raise
         except PermanentError as error:
             self._metrics.sends.labels("rejected").inc()
-            await self._mark(thread, message_id, FAILED, error.reason)
+            await self._mark(thread, [message], FAILED, error.reason)
             raise
         except TransientError as error:
             self._metrics.sends.labels("transient_error").inc()
-            await self._mark(thread, message_id, PENDING, error.reason)
+            await self._mark(thread, [message], PENDING, error.reason)
             raise
         self._metrics.sends.labels("sent").inc()
+        await self._record_sent(thread, message.id, graph_message_id)
+
+    @stamina.retry(on=DatabaseUnavailableError, attempts=4, wait_initial=0.05, wait_max=1.0)
+    async def _record_sent(
+        self, thread: ReplyThread, message_id: str, graph_message_id: str
+    ) -> None:
+        # Meta has the message: losing this write would send it again on retry.
         now = self._clock.now()
         async with doctor_transaction(self._engine, thread.doctor_id) as connection:
             await mark_reply_sent(
@@ -122,23 +151,35 @@ class ReplySender:
             )
             await touch_connection(connection, doctor_id=thread.doctor_id, last_send_at=now)
 
-    async def _mark(self, thread: ReplyThread, message_id: str, status: str, error: str) -> None:
+    async def _token_rejected(
+        self, thread: ReplyThread, waiting: Sequence[OutboundMessage]
+    ) -> None:
+        """The connection needs re-authorisation; this part and the rest wait for it."""
         async with doctor_transaction(self._engine, thread.doctor_id) as connection:
-            await mark_reply_unsent(
+            await mark_needs_reauth(
                 connection,
                 doctor_id=thread.doctor_id,
-                message_id=message_id,
-                status=status,
-                error=error,
+                now=self._clock.now(),
+                correlation_id=thread.correlation_id,
             )
-
-    async def _hold(self, thread: ReplyThread, message_ids: list[str], reason: str) -> None:
-        async with doctor_transaction(self._engine, thread.doctor_id) as connection:
-            for message_id in message_ids:
+            for message in waiting:
                 await mark_reply_unsent(
                     connection,
                     doctor_id=thread.doctor_id,
-                    message_id=message_id,
+                    message_id=message.id,
                     status=HELD,
-                    error=reason,
+                    error="token_rejected",
+                )
+
+    async def _mark(
+        self, thread: ReplyThread, messages: Sequence[OutboundMessage], status: str, error: str
+    ) -> None:
+        async with doctor_transaction(self._engine, thread.doctor_id) as connection:
+            for message in messages:
+                await mark_reply_unsent(
+                    connection,
+                    doctor_id=thread.doctor_id,
+                    message_id=message.id,
+                    status=status,
+                    error=error,
                 )

@@ -24,6 +24,8 @@ from frontdesk.webhooks.split import PROVIDER, SplitDelivery, SplitEvent
 log = get_logger(__name__)
 
 MAX_GROUP = 128
+MAX_WAITING = 2_000
+MAX_WAITING_BYTES = 128 * 1024 * 1024
 INSERT_CHUNK = 500  # rows per statement, well under SQLite's bound-parameter limit
 
 
@@ -41,6 +43,7 @@ class _Pending:
     correlation_id: str
     received_at: datetime
     done: asyncio.Future[IntakeResult] = field(repr=False)
+    abandoned: bool = False
 
 
 def delivery_associated_data(body_sha256: str) -> bytes:
@@ -73,12 +76,15 @@ class IntakeWriter:
         self._keyring = keyring
         self._clock = clock
         self._timeout = timeout
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=MAX_WAITING)
+        self._waiting_bytes = 0
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self._task is None:
+        """Start the writer, or start it again if it ever stopped."""
+        if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="intake-writer")
+            self._task.add_done_callback(_log_unexpected_stop)
 
     async def stop(self) -> None:
         if self._task is None:
@@ -89,8 +95,14 @@ class IntakeWriter:
         self._task = None
 
     async def store(self, body: bytes, split: SplitDelivery, correlation_id: str) -> IntakeResult:
-        """Return once the delivery and its events are committed."""
+        """Return once the delivery and its events are committed.
+
+        While the database is slow the wait line is bounded (in requests and bytes); beyond it,
+        and past `timeout`, the answer is DatabaseUnavailableError at once, never a pile-up.
+        """
         await self.start()
+        if self._queue.full() or self._waiting_bytes + len(body) > MAX_WAITING_BYTES:
+            raise DatabaseUnavailableError("intake is backed up")
         pending = _Pending(
             body=body,
             split=split,
@@ -98,10 +110,12 @@ class IntakeWriter:
             received_at=self._clock.now(),
             done=asyncio.get_running_loop().create_future(),
         )
-        await self._queue.put(pending)
+        self._queue.put_nowait(pending)
+        self._waiting_bytes += len(body)
         try:
             return await asyncio.wait_for(asyncio.shield(pending.done), self._timeout)
         except TimeoutError as exc:
+            pending.abandoned = True
             raise DatabaseUnavailableError("intake commit timed out") from exc
 
     async def _run(self) -> None:
@@ -109,13 +123,22 @@ class IntakeWriter:
             group = [await self._queue.get()]
             while len(group) < MAX_GROUP and not self._queue.empty():
                 group.append(self._queue.get_nowait())
-            await self._commit_group(group)
+            self._waiting_bytes -= sum(len(pending.body) for pending in group)
+            # A caller that gave up already answered 503; Meta will deliver it again.
+            live = [pending for pending in group if not pending.abandoned]
+            if live:
+                await self._commit_group(live)
 
     async def _commit_group(self, group: list[_Pending]) -> None:
         try:
             async with transaction(self._engine) as connection:
                 results = [await self._write(connection, pending) for pending in group]
+        except DatabaseUnavailableError as exc:
+            for pending in group:
+                self._fail(pending, exc)
+            return
         except Exception as exc:
+            # Not an outage: find the one delivery that cannot be stored, keep the others.
             if len(group) == 1:
                 self._fail(group[0], exc)
                 return
@@ -134,7 +157,7 @@ class IntakeWriter:
             correlation_id=pending.correlation_id,
             error_class=type(error).__name__,
         )
-        if not pending.done.done():
+        if not pending.done.done() and not pending.abandoned:
             pending.done.set_exception(DatabaseUnavailableError("intake commit failed"))
 
     async def _write(self, connection: AsyncConnection, pending: _Pending) -> IntakeResult:
@@ -227,6 +250,11 @@ class IntakeWriter:
             }
             for event in events
         ]
+
+
+def _log_unexpected_stop(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("intake_writer_stopped", error_class=type(task.exception()).__name__)
 
 
 def _unique_by_key(events: Sequence[SplitEvent]) -> list[SplitEvent]:

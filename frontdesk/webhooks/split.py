@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PROVIDER = "instagram"
-MAX_KEY_PART = 255
+MAX_KEY_PART = 200  # a mid; with the prefix and an entry id the key stays within 300
 MAX_ID_LENGTH = 64
 MAX_NESTING = 100  # Meta's payloads nest about ten deep; far deeper cannot be keyed safely
 MAX_TIMESTAMP_DIGITS = 20
@@ -139,20 +139,20 @@ def _messaging_key(kind: str, page_id: str | None, item: dict[str, Any]) -> str:
     if kind in ("message", "echo"):
         mid = _nested_str(item, "message", "mid")
         if mid:
-            return f"message:{mid}"
+            return f"message:{page_id}:{mid}"
     elif kind == "deleted":
         mid = _nested_str(item, "message", "mid")
         if mid:
-            return f"deleted:{mid}"
+            return f"deleted:{page_id}:{mid}"
     elif kind == "edit":
         mid = _nested_str(item, "message_edit", "mid")
         if mid:
             num_edit = _as_count(item["message_edit"].get("num_edit"))
-            return f"edit:{mid}:{num_edit}"
+            return f"edit:{page_id}:{mid}:{num_edit}"
     elif kind == "postback":
         mid = _nested_str(item, "postback", "mid")
         if mid:
-            return f"postback:{mid}"
+            return f"postback:{page_id}:{mid}"
     elif kind == "reaction":
         reaction = item["reaction"]
         material = [

@@ -12,6 +12,7 @@ from frontdesk.app import create_app
 from frontdesk.clock import FixedClock
 from frontdesk.config import Settings
 from frontdesk.db.tables import messages, webhook_events
+from frontdesk.inbox.queue import replay_event
 from frontdesk.replies.responder import DEFAULT_RULES
 from frontdesk.replies.rules import save_reply_rules
 from frontdesk.runtime import Runtime
@@ -136,3 +137,59 @@ async def test_unknown_page_gets_the_fallback_reply_only_when_both_settings_are_
     assert [(send.access_token, send.recipient_id) for send in fake_graph.sends] == [
         ("fallback-token", PATIENT)
     ] * expected_sends
+
+
+async def test_a_standby_message_to_an_unknown_page_gets_no_fallback_reply(
+    settings: Settings, clock: FixedClock, fake_graph: FakeGraphApi
+) -> None:
+    configured = settings.model_copy(
+        update={"fallback_reply_text": "We moved!", "fallback_access_token": "fallback-token"}
+    )
+    runtime = Runtime.build(
+        configured, clock=clock, graph_transport=httpx2.ASGITransport(app=fake_graph.app)
+    )
+    unknown = "17849999999999999"
+    item = payloads.message_item(
+        sender=PATIENT, recipient=unknown, mid="m-sb", text="hi", timestamp=recent_ms()
+    )
+    app = create_app(runtime, run_worker=False, manage_runtime=False)
+    try:
+        async with httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://t"
+        ) as http:
+            await post_delivery(http, payloads.delivery(payloads.entry(unknown, standby=[item])))
+        await runtime.worker.run_until_idle()
+    finally:
+        await runtime.stop()
+
+    assert fake_graph.attempts == 0
+
+
+async def test_the_fallback_reply_is_sent_once_even_when_the_event_is_replayed(
+    settings: Settings, clock: FixedClock, fake_graph: FakeGraphApi
+) -> None:
+    configured = settings.model_copy(
+        update={"fallback_reply_text": "We moved!", "fallback_access_token": "fallback-token"}
+    )
+    runtime = Runtime.build(
+        configured, clock=clock, graph_transport=httpx2.ASGITransport(app=fake_graph.app)
+    )
+    unknown = "17849999999999999"
+    item = payloads.message_item(
+        sender=PATIENT, recipient=unknown, mid="m-once", text="hi", timestamp=recent_ms()
+    )
+    app = create_app(runtime, run_worker=False, manage_runtime=False)
+    try:
+        async with httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://t"
+        ) as http:
+            await post_delivery(http, payloads.delivery(payloads.entry(unknown, messaging=[item])))
+        await runtime.worker.run_until_idle()
+        async with unscoped(runtime) as connection:
+            event_id = (await connection.execute(select(webhook_events.c.id))).scalar_one()
+            assert await replay_event(connection, event_id, clock.now())
+        await runtime.worker.run_until_idle()
+    finally:
+        await runtime.stop()
+
+    assert len(fake_graph.sends) == 1

@@ -88,13 +88,16 @@ async def test_one_conversation_runs_one_event_at_a_time_while_others_proceed(
     await post_messages(client, dm("1001", "a1", 9), dm("1001", "a2", 5), dm("2002", "b1", 7))
 
     first = await runtime.queue.claim(10)
-    assert sorted(event.event_key for event in first) == ["message:a1", "message:b1"]
+    assert sorted(event.event_key for event in first) == [
+        f"message:{PAGE}:a1",
+        f"message:{PAGE}:b1",
+    ]
     assert await runtime.queue.claim(10) == []
 
-    a1 = next(event for event in first if event.event_key == "message:a1")
+    a1 = next(event for event in first if event.event_key == f"message:{PAGE}:a1")
     await runtime.queue.finish(a1, EventOutcome(status=PROCESSED))
     [second] = await runtime.queue.claim(10)
-    assert second.event_key == "message:a2"
+    assert second.event_key == f"message:{PAGE}:a2"
 
 
 async def test_concurrent_claims_never_hand_out_the_same_event(
@@ -160,7 +163,7 @@ async def test_replay_all_dead_requeues_only_dead_events(
     async with unscoped(runtime) as connection:
         await connection.execute(
             update(webhook_events)
-            .where(webhook_events.c.event_key == "message:d1")
+            .where(webhook_events.c.event_key == f"message:{PAGE}:d1")
             .values(status="dead")
         )
         assert await replay_dead_events(connection, runtime.clock.now()) == 1
@@ -171,7 +174,7 @@ async def test_retention_clears_old_finished_payloads_and_keeps_the_rows(
 ) -> None:
     await post_messages(client, dm("1001", "old"), dm("2002", "new"))
     old, new = sorted(
-        await runtime.queue.claim(2), key=lambda event: event.event_key != "message:old"
+        await runtime.queue.claim(2), key=lambda event: event.event_key != f"message:{PAGE}:old"
     )
     await runtime.queue.finish(old, EventOutcome(status=PROCESSED))
     clock.advance(days=2)
@@ -185,6 +188,6 @@ async def test_retention_clears_old_finished_payloads_and_keeps_the_rows(
         rows = {row.event_key: row for row in await connection.execute(select(webhook_events))}
 
     assert purged == 1
-    assert rows["message:old"].payload_encrypted is None
-    assert rows["message:old"].status == PROCESSED
-    assert rows["message:new"].payload_encrypted is not None
+    assert rows[f"message:{PAGE}:old"].payload_encrypted is None
+    assert rows[f"message:{PAGE}:old"].status == PROCESSED
+    assert rows[f"message:{PAGE}:new"].payload_encrypted is not None

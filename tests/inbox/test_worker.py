@@ -12,7 +12,7 @@ from frontdesk.app import create_app
 from frontdesk.clock import FixedClock
 from frontdesk.config import Settings
 from frontdesk.db.tables import webhook_events
-from frontdesk.inbox.queue import PROCESSED, ClaimedEvent, EventOutcome
+from frontdesk.inbox.queue import PROCESSED, ClaimedEvent, EventOutcome, EventQueue
 from frontdesk.inbox.worker import Worker
 from frontdesk.runtime import Runtime
 from frontdesk.testing.fake_graph import FakeGraphApi
@@ -46,26 +46,26 @@ async def test_poison_event_ends_dead_without_delaying_other_conversations(
     handled: list[str] = []
 
     async def handler(event: ClaimedEvent) -> EventOutcome:
-        if event.event_key == "message:poison":
+        if event.event_key == f"message:{PAGE}:poison":
             raise RuntimeError("handler bug with patient text inside")
         handled.append(event.event_key)
         return EventOutcome(status=PROCESSED)
 
     worker = worker_with(runtime, handler)
     await worker.run_until_idle()
-    assert handled == ["message:fine"]
+    assert handled == [f"message:{PAGE}:fine"]
     for delay in runtime.settings.retry_delays:
         clock.advance(seconds=delay)
         await worker.run_until_idle()
 
     result = await statuses(runtime)
-    assert result["message:poison"] == ("dead", 4)
-    assert result["message:fine"] == ("processed", 1)
+    assert result[f"message:{PAGE}:poison"] == ("dead", 4)
+    assert result[f"message:{PAGE}:fine"] == ("processed", 1)
     async with unscoped(runtime) as connection:
         last_error = (
             await connection.execute(
                 select(webhook_events.c.last_error).where(
-                    webhook_events.c.event_key == "message:poison"
+                    webhook_events.c.event_key == f"message:{PAGE}:poison"
                 )
             )
         ).scalar_one()
@@ -89,7 +89,7 @@ async def test_stop_releases_in_flight_work_that_does_not_finish_in_the_grace_pe
     worker.stop()
     await asyncio.wait_for(running, 5)
 
-    assert (await statuses(runtime))["message:slow"] == ("queued", 0)
+    assert (await statuses(runtime))[f"message:{PAGE}:slow"] == ("queued", 0)
 
 
 async def test_stop_lets_in_flight_work_finish_within_the_grace_period(
@@ -109,7 +109,7 @@ async def test_stop_lets_in_flight_work_finish_within_the_grace_period(
     worker.stop()
     await asyncio.wait_for(running, 5)
 
-    assert (await statuses(runtime))["message:quick"] == ("processed", 1)
+    assert (await statuses(runtime))[f"message:{PAGE}:quick"] == ("processed", 1)
 
 
 async def test_event_whose_lease_keeps_expiring_is_buried_instead_of_run_again(
@@ -127,7 +127,7 @@ async def test_event_whose_lease_keeps_expiring_is_buried_instead_of_run_again(
     await worker_with(runtime, handler).run_until_idle()
 
     assert ran == []
-    assert (await statuses(runtime))["message:crasher"][0] == "dead"
+    assert (await statuses(runtime))[f"message:{PAGE}:crasher"][0] == "dead"
 
 
 async def test_embedded_worker_is_woken_by_intake_instead_of_waiting_for_its_poll(
@@ -154,3 +154,53 @@ async def test_embedded_worker_is_woken_by_intake_instead_of_waiting_for_its_pol
         await runtime.stop()
 
     assert len(fake_graph.sends) == 1
+
+
+class FlakyQueue(EventQueue):
+    """A queue whose first claim fails the way a broken database connection might."""
+
+    failures = 1
+
+    async def claim(self, limit: int) -> list[ClaimedEvent]:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("connection reset in the middle of a claim")
+        return await super().claim(limit)
+
+
+async def test_the_worker_loop_survives_an_unexpected_error_and_keeps_working(
+    runtime: Runtime, client: httpx2.AsyncClient
+) -> None:
+    await post_messages(client, dm("1001", "after-error"))
+    queue = FlakyQueue(
+        runtime.engine,
+        runtime.keyring,
+        runtime.clock,
+        worker_id="flaky",
+        lease_seconds=60,
+        retry_delays=[60],
+    )
+    done = asyncio.Event()
+
+    async def handler(event: ClaimedEvent) -> EventOutcome:
+        done.set()
+        return EventOutcome(status=PROCESSED)
+
+    worker = Worker(
+        queue,
+        handler,
+        engine=runtime.engine,
+        clock=runtime.clock,
+        metrics=runtime.metrics,
+        concurrency=1,
+        poll_seconds=0.01,
+        retention=timedelta(days=30),
+    )
+    running = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 5)
+
+    assert queue.failures == 0

@@ -126,7 +126,7 @@ def test_standby_items_get_standby_prefixed_kinds_and_keys() -> None:
     message, read = _split(document).events
 
     assert message.kind == "standby_message"
-    assert message.event_key == f"standby:message:{MID}"
+    assert message.event_key == f"standby:message:{PAGE_A}:{MID}"
     assert read.kind == "standby_read"
     assert read.event_key.startswith("standby:read:")
 
@@ -164,7 +164,7 @@ def test_dashboard_test_delivery_is_a_message_for_page_zero_stamped_from_string_
 
     assert event.kind == "message"
     assert event.page_id == "0"
-    assert event.event_key == "message:random_mid"
+    assert event.event_key == "message:0:random_mid"
     assert event.occurred_at_ms == 1527459824 * 1000
     assert event.payload["source"] == "changes"
     assert event.payload["field"] == "messages"
@@ -190,17 +190,18 @@ def test_payload_keeps_the_item_and_its_entry_id() -> None:
 # --- event keys --------------------------------------------------------------------------------
 
 
-def test_message_key_is_its_mid() -> None:
-    assert _single_item(_message(MID)).event_key == f"message:{MID}"
+def test_message_key_is_its_entry_id_and_mid() -> None:
+    assert _single_item(_message(MID)).event_key == f"message:{PAGE_A}:{MID}"
 
 
-def test_same_mid_under_two_entry_ids_gets_the_same_key() -> None:
-    # Dual subscription: Instagram Login and Facebook Login deliver the same message twice.
+def test_same_mid_under_two_entry_ids_gets_two_keys() -> None:
+    # Clinic A writing to clinic B: A's echo and B's message share the mid; neither may be lost.
+    # (A dual subscription's second copy is absorbed later, by the message's own unique key.)
     as_instagram = _single_item(_message(MID, recipient=PAGE_A), page_id=PAGE_A)
     as_facebook = _single_item(_message(MID, recipient=FACEBOOK_PAGE), page_id=FACEBOOK_PAGE)
 
-    assert as_instagram.event_key == as_facebook.event_key == f"message:{MID}"
-    assert as_instagram.page_id != as_facebook.page_id
+    assert as_instagram.event_key == f"message:{PAGE_A}:{MID}"
+    assert as_facebook.event_key == f"message:{FACEBOOK_PAGE}:{MID}"
 
 
 def test_deleted_key_names_the_mid_and_differs_from_the_original_message_key() -> None:
@@ -208,7 +209,7 @@ def test_deleted_key_names_the_mid_and_differs_from_the_original_message_key() -
     deleted = _single_item(payloads.deleted_item(sender=PATIENT, recipient=PAGE_A, mid=MID))
 
     assert deleted.kind == "deleted"
-    assert deleted.event_key == f"deleted:{MID}"
+    assert deleted.event_key == f"deleted:{PAGE_A}:{MID}"
     assert deleted.event_key != original.event_key
 
 
@@ -216,7 +217,7 @@ def test_echo_is_keyed_by_its_mid_like_any_message() -> None:
     echo = _single_item(payloads.echo_item(page_id=PAGE_A, recipient=PATIENT, mid=MID, text="ok"))
 
     assert echo.kind == "echo"
-    assert echo.event_key == f"message:{MID}"
+    assert echo.event_key == f"message:{PAGE_A}:{MID}"
 
 
 def test_edit_key_includes_the_edit_number() -> None:
@@ -228,8 +229,8 @@ def test_edit_key_includes_the_edit_number() -> None:
     )
 
     assert first.kind == "edit"
-    assert first.event_key == f"edit:{MID}:1"
-    assert second.event_key == f"edit:{MID}:2"
+    assert first.event_key == f"edit:{PAGE_A}:{MID}:1"
+    assert second.event_key == f"edit:{PAGE_A}:{MID}:2"
 
 
 def test_postback_key_is_its_mid() -> None:
@@ -240,7 +241,7 @@ def test_postback_key_is_its_mid() -> None:
     event = _single_item(item)
 
     assert event.kind == "postback"
-    assert event.event_key == f"postback:{MID}"
+    assert event.event_key == f"postback:{PAGE_A}:{MID}"
 
 
 def test_reaction_key_is_hashed_stable_and_holds_no_sender_id() -> None:
@@ -338,12 +339,13 @@ def test_mid_with_a_lone_surrogate_is_not_used_as_a_key() -> None:
 
 
 def test_edit_number_that_is_not_a_count_keeps_the_key_short() -> None:
-    item = payloads.edit_item(sender=PATIENT, recipient=PAGE_A, mid="m" * 255, text="a")
+    item = payloads.edit_item(sender=PATIENT, recipient=PAGE_A, mid="m" * 200, text="a")
     item["message_edit"]["num_edit"] = "9" * 500  # type: ignore[index]
 
     event = _single_item(item)
 
-    assert event.event_key == f"edit:{'m' * 255}:None"
+    assert event.event_key == f"edit:{PAGE_A}:{'m' * 200}:None"
+    assert len(event.event_key) <= 300
 
 
 def test_oversized_entry_id_is_not_used_as_page_id() -> None:
