@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import func, select, text
-from starlette.types import Receive, Scope, Send
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from frontdesk.api import auth as auth_api
+from frontdesk.api import inbox as inbox_api
+from frontdesk.api.errors import ErrorResponse, install_error_handlers
 from frontdesk.db.engine import DatabaseUnavailableError, transaction
 from frontdesk.db.migrate import is_at_head
 from frontdesk.db.tables import webhook_events
 from frontdesk.inbox.queue import OPEN_STATUSES, QUEUED
+from frontdesk.logs import bind_correlation_id, clear_context
 from frontdesk.runtime import Runtime
 from frontdesk.webhooks.endpoint import InstagramWebhookEndpoint
 
@@ -47,7 +53,17 @@ def create_app(runtime: Runtime, *, run_worker: bool, manage_runtime: bool = Tru
             if manage_runtime:
                 await runtime.stop()
 
-    api = FastAPI(title="Frontdesk", version="0.1.0", lifespan=lifespan)
+    api = FastAPI(
+        title="Frontdesk",
+        version="0.1.0",
+        lifespan=lifespan,
+        responses={422: {"model": ErrorResponse}},
+    )
+    api.state.runtime = runtime
+    install_error_handlers(api)
+    api.add_middleware(CorrelationIdMiddleware)
+    for router in (auth_api.router, inbox_api.router):
+        api.include_router(router)
     _add_operations_routes(api, runtime)
     webhook = InstagramWebhookEndpoint(
         writer=runtime.intake,
@@ -57,6 +73,32 @@ def create_app(runtime: Runtime, *, run_worker: bool, manage_runtime: bool = Tru
         metrics=runtime.metrics,
     )
     return FrontdeskApp(api, webhook)
+
+
+class CorrelationIdMiddleware:
+    """Give every API request a correlation id: on request.state, in logs, in the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        correlation_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["correlation_id"] = correlation_id
+        bind_correlation_id(correlation_id)
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["x-correlation-id"] = correlation_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_header)
+        finally:
+            clear_context()
 
 
 def _add_operations_routes(api: FastAPI, runtime: Runtime) -> None:

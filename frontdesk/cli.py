@@ -20,6 +20,8 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from frontdesk.app import create_app
+from frontdesk.auth.accounts import DOCTOR, OPERATOR, create_account, create_invite
+from frontdesk.auth.api_tokens import create_api_token
 from frontdesk.clinic.connections import (
     ConnectionNotFoundError,
     PageOwnedByAnotherDoctorError,
@@ -56,7 +58,11 @@ instagram_app = typer.Typer(no_args_is_help=True, help="Instagram connections.")
 events_app = typer.Typer(no_args_is_help=True, help="Webhook events (ids and metadata only).")
 dlq_app = typer.Typer(no_args_is_help=True, help="The dead letter: events that ran out of retries.")
 simulate_app = typer.Typer(no_args_is_help=True, help="Post signed test deliveries to an instance.")
+operator_app = typer.Typer(no_args_is_help=True, help="Operator accounts.")
+token_app = typer.Typer(no_args_is_help=True, help="API tokens for automation.")
 app.add_typer(doctor_app, name="doctor")
+app.add_typer(operator_app, name="operator")
+app.add_typer(token_app, name="token")
 app.add_typer(instagram_app, name="instagram")
 app.add_typer(events_app, name="events")
 app.add_typer(dlq_app, name="dlq")
@@ -212,21 +218,81 @@ def demo() -> None:
 def doctor_add(
     name: Annotated[str, typer.Option(help="The doctor's name as the clinic shows it.")],
     email: Annotated[str, typer.Option(help="The doctor's sign-in email.")],
+    invite: Annotated[bool, typer.Option("--invite", help="Print a one-time invite link.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a doctor and print the new id."""
+    """Create a doctor with a sign-in account and print the new id (and the invite link)."""
+    settings = load_settings()
+
+    async def work(connection: AsyncConnection, _db: Database) -> Any:
+        now = SystemClock().now()
+        try:
+            doctor = await create_doctor(connection, name=name, email=email, now=now)
+            account = await create_account(
+                connection, email=doctor.email, role=DOCTOR, doctor_id=doctor.id, now=now
+            )
+        except FrontdeskError as error:
+            raise CommandError(error.reason) from error
+        token = await create_invite(connection, account.id, now=now) if invite else None
+        return doctor, token
+
+    doctor, token = run_in_transaction(work)
+    link = invite_link(settings, token) if token else None
+    if as_json:
+        print_json({"id": doctor.id, "name": doctor.name, "email": doctor.email, "invite": link})
+        return
+    out.print(doctor.id)
+    if link:
+        out.print(f"Invite link (valid 72 h, shown once): {link}")
+
+
+def invite_link(settings: Settings, token: str) -> str:
+    return f"{settings.public_url.rstrip('/')}/invite/{token}"
+
+
+@operator_app.command("add")
+def operator_add(
+    email: Annotated[str, typer.Option(help="The operator's sign-in email.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Create an operator account and print a one-time invite link to set its password."""
+    settings = load_settings()
+
+    async def work(connection: AsyncConnection, _db: Database) -> Any:
+        now = SystemClock().now()
+        try:
+            account = await create_account(connection, email=email, role=OPERATOR, now=now)
+        except FrontdeskError as error:
+            raise CommandError(error.reason) from error
+        return account, await create_invite(connection, account.id, now=now)
+
+    account, token = run_in_transaction(work)
+    link = invite_link(settings, token)
+    if as_json:
+        print_json({"id": account.id, "email": account.email, "invite": link})
+        return
+    out.print(account.id)
+    out.print(f"Invite link (valid 72 h, shown once): {link}")
+
+
+@token_app.command("create")
+def token_create(
+    doctor: Annotated[str, typer.Option(help="The doctor's id.")],
+    name: Annotated[str, typer.Option(help="What the token is for.")] = "automation",
+) -> None:
+    """Create an API token for a doctor and print it once."""
 
     async def work(connection: AsyncConnection, _db: Database) -> Any:
         try:
-            return await create_doctor(connection, name=name, email=email, now=SystemClock().now())
-        except FrontdeskError as error:
+            await get_doctor(connection, doctor)
+        except DoctorNotFoundError as error:
             raise CommandError(error.reason) from error
+        _record, token = await create_api_token(
+            connection, doctor_id=doctor, name=name, now=SystemClock().now()
+        )
+        return token
 
-    doctor = run_in_transaction(work)
-    if as_json:
-        print_json({"id": doctor.id, "name": doctor.name, "email": doctor.email})
-    else:
-        out.print(doctor.id)
+    out.print(run_in_transaction(work))
 
 
 @doctor_app.command("list")

@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     verify_token: str = ""
     encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    public_url: str = "http://127.0.0.1:8000"
+
+    instagram_app_id: str = ""
+    instagram_app_secret: str = ""
+    facebook_app_id: str = ""
+    facebook_app_secret: str = ""
+    instagram_authorize_url: str = "https://www.instagram.com/oauth/authorize"
+    instagram_oauth_url: str = "https://api.instagram.com"
+    facebook_authorize_url: str = "https://www.facebook.com"
     graph_api_url: str = "https://graph.instagram.com"
     facebook_graph_api_url: str = "https://graph.facebook.com"
     graph_api_version: str = "v23.0"

@@ -17,6 +17,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from frontdesk.app import create_app
+from frontdesk.auth.accounts import create_account
+from frontdesk.auth.api_tokens import create_api_token
 from frontdesk.clinic.connections import link_instagram
 from frontdesk.clinic.doctors import create_doctor
 from frontdesk.clock import FixedClock
@@ -155,6 +157,7 @@ class LinkedDoctor:
     id: str
     page_id: str
     token: str
+    email: str
 
 
 async def add_linked_doctor(
@@ -173,4 +176,28 @@ async def add_linked_doctor(
             access_token=token,
             now=runtime.clock.now(),
         )
-    return LinkedDoctor(id=doctor.id, page_id=page_id, token=token)
+    return LinkedDoctor(id=doctor.id, page_id=page_id, token=token, email=doctor.email)
+
+
+PASSWORD = "correct horse battery"
+
+
+async def give_account(runtime: Runtime, doctor: LinkedDoctor) -> str:
+    """A sign-in account (password PASSWORD) for the doctor, and an API token; returns the token."""
+    async with transaction(runtime.engine) as connection:
+        await create_account(
+            connection,
+            email=doctor.email,
+            role="doctor",
+            doctor_id=doctor.id,
+            password=PASSWORD,
+            now=runtime.clock.now(),
+        )
+        _record, api_token = await create_api_token(
+            connection, doctor_id=doctor.id, name="tests", now=runtime.clock.now()
+        )
+    return api_token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

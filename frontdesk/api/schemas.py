@@ -1,0 +1,120 @@
+"""Request and response bodies of the JSON API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignIn(Body):
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class AcceptInvite(Body):
+    token: str = Field(min_length=10, max_length=200)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class AccountOut(BaseModel):
+    id: str
+    email: str
+    role: Literal["doctor", "operator"]
+    doctor_id: str | None
+
+
+class SignedIn(BaseModel):
+    account: AccountOut
+    csrf_token: str
+
+
+class NewApiToken(Body):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class ApiTokenOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class CreatedApiToken(ApiTokenOut):
+    token: str = Field(description="Shown once; store it now.")
+
+
+class DoctorOut(BaseModel):
+    id: str
+    name: str
+    email: str
+    created_at: datetime
+
+
+class ConversationOut(BaseModel):
+    id: str
+    patient_label: str
+    last_message_at: datetime | None
+    last_inbound_at: datetime | None
+    unread_count: int
+    reply_window_open: bool
+
+
+class ConversationPage(BaseModel):
+    conversations: list[ConversationOut]
+    next_cursor: str | None
+
+
+class AttachmentOut(BaseModel):
+    type: str
+    url: str | None
+
+
+class MessageOut(BaseModel):
+    id: str
+    direction: Literal["inbound", "outbound"]
+    origin: str
+    text: str | None
+    attachments: list[AttachmentOut]
+    occurred_at: datetime
+    send_status: str | None
+    send_error: str | None
+    edited: bool
+    deleted: bool
+
+
+class MessagePage(BaseModel):
+    messages: list[MessageOut]
+
+
+class NewReply(Body):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class ReplyRulesBody(Body):
+    enabled: bool
+    greeting_text: str = Field(max_length=2000)
+    cooldown_seconds: int = Field(ge=0, le=30 * 24 * 3600)
+    emergency_words: list[str] = Field(max_length=100)
+    emergency_text: str = Field(max_length=2000)
+
+
+class AuditRowOut(BaseModel):
+    id: int
+    created_at: datetime
+    resource_type: str
+    resource_id: str | None
+    action: str
+    status: str
+    error_message: str | None
+    metadata: dict[str, object]
+
+
+class AuditPage(BaseModel):
+    rows: list[AuditRowOut]
