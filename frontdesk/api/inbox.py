@@ -6,11 +6,11 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query, Request, Response
 from sqlalchemy import select
 
 from frontdesk.api.deps import DoctorId, RuntimeDep
-from frontdesk.api.errors import ApiError, error_responses, not_found
+from frontdesk.api.errors import ApiError, correlation_id_of, error_responses, not_found
 from frontdesk.api.schemas import (
     AttachmentOut,
     AuditPage,
@@ -20,6 +20,8 @@ from frontdesk.api.schemas import (
     DoctorOut,
     MessageOut,
     MessagePage,
+    NewReply,
+    QueuedReplyOut,
     ReplyRulesBody,
 )
 from frontdesk.clinic.doctors import get_doctor
@@ -32,6 +34,11 @@ from frontdesk.clinic.inbox import (
 )
 from frontdesk.db.tables import audit_logs
 from frontdesk.db.tenancy import doctor_transaction
+from frontdesk.replies.manual import (
+    MessagingWindowClosedError,
+    NotConnectedError,
+    queue_manual_reply,
+)
 from frontdesk.replies.responder import DEFAULT_RULES
 from frontdesk.replies.rules import load_reply_rules, save_reply_rules
 
@@ -132,6 +139,51 @@ async def conversation_messages(
             for message in stored
         ]
     )
+
+
+@router.post(
+    "/conversations/{conversation_id}/messages",
+    status_code=202,
+    responses=error_responses(401, 403, 404, 409),
+    summary=(
+        "The doctor who owns the conversation: queue a manual reply (sent with their token). "
+        "An Idempotency-Key header makes a retried request queue it once."
+    ),
+)
+async def send_manual_reply(
+    conversation_id: str,
+    body: NewReply,
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    doctor_id: DoctorId,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> QueuedReplyOut:
+    try:
+        async with doctor_transaction(runtime.engine, doctor_id) as connection:
+            conversation = await get_conversation(
+                connection, doctor_id=doctor_id, conversation_id=conversation_id
+            )
+            if conversation is None:
+                raise not_found("conversation")
+            queued = await queue_manual_reply(
+                connection,
+                runtime.keyring,
+                doctor_id=doctor_id,
+                conversation=conversation,
+                text=body.text,
+                now=runtime.clock.now(),
+                idempotency_key=idempotency_key,
+                correlation_id=correlation_id_of(request),
+            )
+    except MessagingWindowClosedError as error:
+        raise ApiError(409, "messaging_window_closed", error.reason) from error
+    except NotConnectedError as error:
+        raise ApiError(409, "instagram_not_connected", error.reason) from error
+    runtime.worker.wake()
+    if not queued.created:
+        response.status_code = 200
+    return QueuedReplyOut(message_ids=queued.message_ids, send_status="pending")
 
 
 @router.get("/settings/replies", responses=ERRORS, summary="A doctor: their auto-reply rules.")

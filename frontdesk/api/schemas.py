@@ -97,6 +97,11 @@ class NewReply(Body):
     text: str = Field(min_length=1, max_length=4000)
 
 
+class QueuedReplyOut(BaseModel):
+    message_ids: list[str]
+    send_status: Literal["pending"]
+
+
 class ReplyRulesBody(Body):
     enabled: bool
     greeting_text: str = Field(max_length=2000)
@@ -118,3 +123,71 @@ class AuditRowOut(BaseModel):
 
 class AuditPage(BaseModel):
     rows: list[AuditRowOut]
+
+
+EventStatus = Literal["queued", "processing", "processed", "ignored", "failed", "dead"]
+
+
+class OperatorEventOut(BaseModel):
+    """An event's ids and metadata; never its payload or any message text."""
+
+    id: int
+    kind: str
+    status: str
+    reason: str | None
+    doctor_id: str | None
+    attempts: int = Field(description="Attempts since it was last queued from scratch.")
+    received_at: datetime
+    occurred_at: datetime
+    last_error: str | None
+
+
+class EventAttemptOut(BaseModel):
+    attempt: int
+    started_at: datetime
+    finished_at: datetime
+    outcome: str
+    error_class: str | None
+    error_code: str | None
+
+
+class OperatorEventDetail(BaseModel):
+    event: OperatorEventOut
+    attempts: list[EventAttemptOut] = Field(description="Every attempt, replays included.")
+
+
+class ReplayEvents(Body):
+    event_ids: list[int] = Field(min_length=1, max_length=500)
+
+
+class ReplayedEvents(BaseModel):
+    replayed: list[int]
+
+
+class BulkReplayResult(BaseModel):
+    replayed: list[int]
+    skipped: list[int] = Field(description="Unknown ids, and events still queued or processing.")
+
+
+class DeadLettersReplayed(BaseModel):
+    replayed_count: int
+
+
+class UnroutedPageOut(BaseModel):
+    page_id_hash: str = Field(description="A hash of the page id; the id itself is never shown.")
+    events: int
+    first_received_at: datetime
+    last_received_at: datetime
+
+
+class InstagramConnectionSummaryOut(BaseModel):
+    status: Literal["active", "needs_reauth", "disconnected", "not_connected"]
+    username: str | None
+    connected_at: datetime | None
+    token_expires_at: datetime | None
+    last_webhook_at: datetime | None
+    last_send_at: datetime | None
+
+
+class OperatorDoctorOut(DoctorOut):
+    instagram: InstagramConnectionSummaryOut

@@ -18,6 +18,8 @@ from frontdesk.ids import IdFactory, new_id
 PLATFORM = "instagram"
 INBOUND = "inbound"
 OUTBOUND = "outbound"
+AUTO = "auto"
+MANUAL = "manual"
 
 
 @dataclass(frozen=True)
@@ -184,22 +186,25 @@ async def plan_replies(
     connection: AsyncConnection,
     keyring: Keyring,
     *,
-    conversation: Conversation,
+    doctor_id: str,
+    conversation_id: str,
     event_id: int,
     parts: list[str],
     now: datetime,
+    origin: str = AUTO,
     make_id: IdFactory = new_id,
 ) -> None:
-    """Record automatic reply parts before sending, keyed by the inbound event (sent once)."""
+    """Record reply parts before sending them, keyed by the event that sends them (sent once):
+    the inbound message for an automatic reply, the queued send for a doctor's manual one."""
     for index, text in enumerate(parts):
         message_id = make_id()
         await connection.execute(
             insert_or_skip(connection, messages, ["reply_to_event_id", "reply_part"]).values(
                 id=message_id,
-                doctor_id=conversation.doctor_id,
-                conversation_id=conversation.id,
+                doctor_id=doctor_id,
+                conversation_id=conversation_id,
                 direction=OUTBOUND,
-                origin="auto",
+                origin=origin,
                 body_encrypted=encrypt_body(keyring, message_id, MessageBody(text, [])),
                 occurred_at=now,
                 reply_to_event_id=event_id,
@@ -208,13 +213,13 @@ async def plan_replies(
                 created_at=now,
             )
         )
+    values: dict[str, Any] = {"last_message_at": now}
+    if origin == AUTO:
+        values["last_auto_reply_at"] = now
     await connection.execute(
         update(conversations)
-        .where(
-            conversations.c.id == conversation.id,
-            conversations.c.doctor_id == conversation.doctor_id,
-        )
-        .values(last_auto_reply_at=now, last_message_at=now)
+        .where(conversations.c.id == conversation_id, conversations.c.doctor_id == doctor_id)
+        .values(**values)
     )
 
 
@@ -273,6 +278,55 @@ async def mark_reply_unsent(
         .where(messages.c.id == message_id, messages.c.doctor_id == doctor_id)
         .values(send_status=status, send_error=error[:200])
     )
+
+
+@dataclass(frozen=True)
+class HeldReply:
+    conversation_id: str
+    patient_platform_id: str
+    last_inbound_at: datetime | None
+    message: OutboundMessage
+
+
+async def held_replies(
+    connection: AsyncConnection, keyring: Keyring, *, doctor_id: str
+) -> list[HeldReply]:
+    """Replies waiting for the connection to work again, oldest first."""
+    rows = await connection.execute(
+        select(
+            messages.c.id,
+            messages.c.reply_part,
+            messages.c.body_encrypted,
+            messages.c.send_status,
+            messages.c.conversation_id,
+            conversations.c.last_inbound_at,
+            patients.c.platform_user_id,
+        )
+        .join(conversations, conversations.c.id == messages.c.conversation_id)
+        .join(patients, patients.c.id == conversations.c.patient_id)
+        .where(
+            messages.c.doctor_id == doctor_id,
+            conversations.c.doctor_id == doctor_id,
+            patients.c.doctor_id == doctor_id,
+            messages.c.direction == OUTBOUND,
+            messages.c.send_status == "held",
+        )
+        .order_by(messages.c.created_at, messages.c.reply_part)
+    )
+    return [
+        HeldReply(
+            conversation_id=row.conversation_id,
+            patient_platform_id=row.platform_user_id,
+            last_inbound_at=row.last_inbound_at,
+            message=OutboundMessage(
+                id=row.id,
+                reply_part=row.reply_part,
+                text=decrypt_body(keyring, row.id, row.body_encrypted).text or "",
+                send_status=row.send_status,
+            ),
+        )
+        for row in rows
+    ]
 
 
 async def find_message_by_mid(

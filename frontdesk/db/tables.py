@@ -188,7 +188,9 @@ webhook_events = Table(
     Column("id", RowId, primary_key=True, autoincrement=True),
     Column("provider", String(16), nullable=False),
     Column("event_key", String(300), nullable=False),
-    Column("delivery_id", RowId, ForeignKey("webhook_deliveries.id"), nullable=False),
+    # None for work Frontdesk queues itself (a doctor's manual reply, resuming held replies).
+    Column("delivery_id", RowId, ForeignKey("webhook_deliveries.id"), nullable=True),
+    Column("correlation_id", String(64), nullable=True),
     Column("kind", String(32), nullable=False),
     Column("page_id", String(64), nullable=True),
     Column("ordering_key", String(64), nullable=False),

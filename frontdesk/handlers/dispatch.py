@@ -9,6 +9,12 @@ from frontdesk.handlers.changes import handle_deleted, handle_edit
 from frontdesk.handlers.context import HandlerContext
 from frontdesk.handlers.echo import handle_echo
 from frontdesk.handlers.message import handle_message
+from frontdesk.handlers.outbound import (
+    MANUAL_REPLY,
+    RESUME_REPLIES,
+    handle_manual_reply,
+    handle_resume_replies,
+)
 from frontdesk.inbox.queue import FAILED, IGNORED, ClaimedEvent, EventOutcome
 
 Handler = Callable[[HandlerContext, ClaimedEvent], Awaitable[EventOutcome]]
@@ -23,6 +29,8 @@ HANDLERS: dict[str, Handler] = {
     "standby_edit": handle_edit,
     "deleted": handle_deleted,
     "standby_deleted": handle_deleted,
+    MANUAL_REPLY: handle_manual_reply,
+    RESUME_REPLIES: handle_resume_replies,
 }
 
 IGNORED_REASONS = {

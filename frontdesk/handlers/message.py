@@ -79,7 +79,8 @@ async def handle_message(
                 await plan_replies(
                     connection,
                     context.keyring,
-                    conversation=conversation,
+                    doctor_id=route.doctor_id,
+                    conversation_id=conversation.id,
                     event_id=event.id,
                     parts=split_text(decision.text),
                     now=now,

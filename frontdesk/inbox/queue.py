@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from frontdesk.clock import Clock
 from frontdesk.crypto import DecryptionError, Keyring
 from frontdesk.db.engine import transaction
+from frontdesk.db.statements import insert_or_skip
 from frontdesk.db.tables import webhook_deliveries, webhook_event_attempts, webhook_events
 from frontdesk.webhooks.intake import event_associated_data
 
@@ -27,6 +28,9 @@ FINAL_STATUSES = (PROCESSED, IGNORED, FAILED, DEAD)
 OPEN_STATUSES = (QUEUED, PROCESSING)
 
 
+INTERNAL_PROVIDER = "frontdesk"
+
+
 @dataclass(frozen=True)
 class ClaimedEvent:
     id: int
@@ -34,6 +38,7 @@ class ClaimedEvent:
     event_key: str
     kind: str
     page_id: str | None
+    doctor_id: str | None
     attempt: int
     occurred_at: datetime
     received_at: datetime
@@ -100,8 +105,7 @@ class EventQueue:
                 )
             )
             rows = await connection.execute(
-                select(webhook_events, webhook_deliveries.c.correlation_id)
-                .join(webhook_deliveries, webhook_deliveries.c.id == webhook_events.c.delivery_id)
+                select(webhook_events)
                 .where(webhook_events.c.id.in_(ids))
                 .order_by(webhook_events.c.occurred_at, webhook_events.c.id)
             )
@@ -147,11 +151,12 @@ class EventQueue:
             event_key=row.event_key,
             kind=row.kind,
             page_id=row.page_id,
+            doctor_id=row.doctor_id,
             attempt=row.attempts,
             occurred_at=row.occurred_at,
             received_at=row.received_at,
             payload=self._decrypt_payload(row),
-            correlation_id=row.correlation_id,
+            correlation_id=row.correlation_id or f"event-{row.id}",
             claimed_at=now,
         )
 
@@ -254,6 +259,57 @@ def _describe(outcome: EventOutcome) -> str:
     return ": ".join(parts)[:300] or "transient_error"
 
 
+async def enqueue_internal_event(
+    connection: AsyncConnection,
+    keyring: Keyring,
+    *,
+    kind: str,
+    event_key: str,
+    doctor_id: str,
+    ordering_key: str,
+    payload: dict[str, Any],
+    now: datetime,
+    correlation_id: str | None = None,
+) -> int | None:
+    """Queue work Frontdesk gives itself; None when an event with this key is already queued."""
+    result = await connection.execute(
+        insert_or_skip(connection, webhook_events, ["provider", "event_key"])
+        .values(
+            provider=INTERNAL_PROVIDER,
+            event_key=event_key,
+            correlation_id=correlation_id,
+            kind=kind,
+            ordering_key=ordering_key,
+            occurred_at=now,
+            received_at=now,
+            status=QUEUED,
+            attempts=0,
+            available_at=now,
+            doctor_id=doctor_id,
+            payload_encrypted=keyring.encrypt(
+                json.dumps(payload).encode(), event_associated_data(INTERNAL_PROVIDER, event_key)
+            ),
+            updated_at=now,
+        )
+        .returning(webhook_events.c.id)
+    )
+    row = result.first()
+    return int(row.id) if row else None
+
+
+async def find_event_id(
+    connection: AsyncConnection, *, provider: str, event_key: str
+) -> int | None:
+    row = (
+        await connection.execute(
+            select(webhook_events.c.id).where(
+                webhook_events.c.provider == provider, webhook_events.c.event_key == event_key
+            )
+        )
+    ).first()
+    return int(row.id) if row else None
+
+
 async def replay_event(connection: AsyncConnection, event_id: int, now: datetime) -> bool:
     """Queue a finished event again from scratch; open events are left as they are."""
     result = await connection.execute(
@@ -277,6 +333,7 @@ def _fresh_start(now: datetime) -> dict[str, Any]:
         "attempts": 0,
         "available_at": now,
         "reason": None,
+        "last_error": None,
         "finished_at": None,
         "lease_expires_at": None,
         "leased_by": None,

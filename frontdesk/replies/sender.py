@@ -113,6 +113,12 @@ class ReplySender:
                 raise
         return SendSummary(sent=len(unsent), held=0, already_sent=already_sent)
 
+    async def give_up(
+        self, thread: ReplyThread, messages: Sequence[OutboundMessage], reason: str
+    ) -> None:
+        """Mark messages that can no longer be sent (the 24-hour window closed, say) as failed."""
+        await self._mark(thread, messages, FAILED, reason)
+
     async def _send_one(
         self, thread: ReplyThread, message: OutboundMessage, target: SendTarget, token: str
     ) -> None:

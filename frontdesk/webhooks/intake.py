@@ -234,6 +234,7 @@ class IntakeWriter:
                 "provider": PROVIDER,
                 "event_key": event.event_key,
                 "delivery_id": delivery_id,
+                "correlation_id": pending.correlation_id,
                 "kind": event.kind,
                 "page_id": event.page_id,
                 "ordering_key": event.ordering_key,

@@ -106,10 +106,15 @@ def _messaging_event(
         kind=f"standby_{kind}" if source == "standby" else kind,
         event_key=key,
         page_id=page_id,
-        ordering_key=_digest(f"{page_id}|{counterpart or key}"),
+        ordering_key=conversation_ordering_key(page_id, counterpart or key),
         occurred_at_ms=_as_millis(item.get("timestamp")) or entry_time,
         payload={"entry_id": page_id, "source": source, "item": item},
     )
+
+
+def conversation_ordering_key(page_id: str | None, counterpart: str) -> str:
+    """Events with the same key are handled one at a time: one conversation, page + patient."""
+    return _digest(f"{page_id}|{counterpart}")
 
 
 def messaging_kind(item: dict[str, Any]) -> str:

@@ -34,7 +34,8 @@ async def planned_parts(
         await plan_replies(
             connection,
             runtime.keyring,
-            conversation=conversation,
+            doctor_id=doctor_id,
+            conversation_id=conversation.id,
             event_id=event_id,
             parts=parts,
             now=runtime.clock.now(),
