@@ -221,7 +221,7 @@ async def test_audit_shows_only_the_doctors_own_rows(
     doctor_a: tuple[LinkedDoctor, str],
     doctor_b: tuple[LinkedDoctor, str],
 ) -> None:
-    doctor, token = doctor_a
+    _doctor, token = doctor_a
     other, _ = doctor_b
 
     rows = (await client.get("/api/v1/audit", headers=bearer(token))).json()["rows"]
