@@ -9,7 +9,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -96,6 +98,12 @@ class Keyring:
             return cipher.decrypt(nonce, ciphertext[id_end + NONCE_BYTES :], associated_data)
         except InvalidTag as exc:
             raise DecryptionError("ciphertext failed authentication") from exc
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A key for one purpose (signing OAuth state, say), derived from the primary key."""
+        return HKDF(
+            algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose.encode()
+        ).derive(self._primary.secret)
 
     def encrypt_text(self, text: str, associated_data: bytes) -> bytes:
         return self.encrypt(text.encode(), associated_data)

@@ -11,11 +11,13 @@ from datetime import timedelta
 import httpx2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from frontdesk.clinic.connect import ConnectService
 from frontdesk.clock import Clock, SystemClock
 from frontdesk.config import Settings
 from frontdesk.crypto import Keyring
 from frontdesk.db.engine import create_engine
 from frontdesk.graph.client import GraphClient
+from frontdesk.graph.oauth import MetaOAuthClient, MetaOAuthSettings
 from frontdesk.handlers.context import FallbackReply, HandlerContext
 from frontdesk.handlers.dispatch import handle_event
 from frontdesk.inbox.queue import ClaimedEvent, EventOutcome, EventQueue
@@ -39,6 +41,8 @@ class Runtime:
     metrics: Metrics
     http: httpx2.AsyncClient
     graph: GraphClient
+    oauth: MetaOAuthClient
+    connect: ConnectService
     intake: IntakeWriter
     queue: EventQueue
     handler_context: HandlerContext
@@ -75,6 +79,29 @@ class Runtime:
             facebook_base_url=settings.facebook_graph_api_url,
             version=settings.graph_api_version,
             total_timeout=settings.graph_timeout_seconds,
+        )
+        oauth = MetaOAuthClient(
+            http,
+            MetaOAuthSettings(
+                instagram_app_id=settings.instagram_app_id,
+                instagram_app_secret=settings.instagram_app_secret,
+                facebook_app_id=settings.facebook_app_id,
+                facebook_app_secret=settings.facebook_app_secret,
+                instagram_authorize_url=settings.instagram_authorize_url,
+                instagram_oauth_url=settings.instagram_oauth_url,
+                graph_api_url=settings.graph_api_url,
+                facebook_authorize_url=settings.facebook_authorize_url,
+                facebook_graph_api_url=settings.facebook_graph_api_url,
+                version=settings.graph_api_version,
+            ),
+            clock,
+        )
+        connect = ConnectService(
+            engine,
+            keyring,
+            oauth,
+            clock,
+            redirect_uri=f"{settings.public_url.rstrip('/')}/api/v1/instagram/callback",
         )
         queue = EventQueue(
             engine,
@@ -127,6 +154,8 @@ class Runtime:
             metrics=metrics,
             http=http,
             graph=graph,
+            oauth=oauth,
+            connect=connect,
             intake=intake,
             queue=queue,
             handler_context=context,

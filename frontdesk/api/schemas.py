@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -156,8 +156,13 @@ class OperatorEventDetail(BaseModel):
     attempts: list[EventAttemptOut] = Field(description="Every attempt, replays included.")
 
 
+MAX_ROW_ID = 2**63 - 1
+"""The largest id a row can have (a 64-bit integer); larger ones are refused, not sent to SQL."""
+RowIdValue = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
+
+
 class ReplayEvents(Body):
-    event_ids: list[int] = Field(min_length=1, max_length=500)
+    event_ids: list[RowIdValue] = Field(min_length=1, max_length=500)
 
 
 class ReplayedEvents(BaseModel):
@@ -191,3 +196,39 @@ class InstagramConnectionSummaryOut(BaseModel):
 
 class OperatorDoctorOut(DoctorOut):
     instagram: InstagramConnectionSummaryOut
+
+
+class AuthorizeUrlOut(BaseModel):
+    authorize_url: str = Field(description="Open this in the doctor's browser.")
+
+
+class ConnectionOut(BaseModel):
+    status: Literal["not_connected", "active", "needs_reauth", "disconnected"]
+    login_kind: Literal["instagram", "facebook"] | None = None
+    username: str | None = None
+    connected_at: datetime | None = None
+    token_expires_at: datetime | None = None
+    last_webhook_at: datetime | None = None
+    last_send_at: datetime | None = None
+
+
+class DisconnectedOut(BaseModel):
+    status: Literal["disconnected"]
+    unsubscribed: bool = Field(description="Whether Meta confirmed the unsubscription.")
+
+
+class PageOptionOut(BaseModel):
+    page_id: str
+    name: str
+
+
+class PageChoiceOut(BaseModel):
+    pages: list[PageOptionOut]
+
+
+class ChoosePage(Body):
+    page_id: str = Field(min_length=1, max_length=64)
+
+
+class ReplayedCount(BaseModel):
+    replayed_count: int

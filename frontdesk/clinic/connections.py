@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from frontdesk.audit import hash_identifier, write_audit
@@ -129,22 +131,29 @@ async def _claim_pages(
 ) -> None:
     """Refuse ids another doctor holds; release ids another doctor disconnected from."""
     ids = [page for page in (instagram_page_id, facebook_page_id) if page]
-    holds_ids = or_(
-        doctor_instagram.c.instagram_page_id.in_(ids), doctor_instagram.c.facebook_page_id.in_(ids)
-    )
-    others = (
-        await connection.execute(
-            select(doctor_instagram.c.id, doctor_instagram.c.status).where(
-                holds_ids, doctor_instagram.c.doctor_id != doctor_id
-            )
-        )
-    ).all()
+    others = await connections_elsewhere(connection, doctor_id, ids)
     if any(row.status != DISCONNECTED for row in others):
         raise PageOwnedByAnotherDoctorError("that account is already linked to another doctor")
     if others:
         await connection.execute(
             doctor_instagram.delete().where(doctor_instagram.c.id.in_([row.id for row in others]))
         )
+
+
+async def connections_elsewhere(
+    connection: AsyncConnection, doctor_id: str, page_ids: list[str]
+) -> Sequence[Row[Any, Any]]:
+    """Other doctors' connections holding any of these ids (needs the system scope)."""
+    holds_ids = or_(
+        doctor_instagram.c.instagram_page_id.in_(page_ids),
+        doctor_instagram.c.facebook_page_id.in_(page_ids),
+    )
+    rows = await connection.execute(
+        select(doctor_instagram.c.id, doctor_instagram.c.status).where(
+            holds_ids, doctor_instagram.c.doctor_id != doctor_id
+        )
+    )
+    return rows.all()
 
 
 async def unlink_instagram(
