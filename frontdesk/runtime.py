@@ -12,16 +12,17 @@ import httpx2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from frontdesk.clinic.connect import ConnectService
+from frontdesk.clinic.tokens import refresh_expiring_tokens
 from frontdesk.clock import Clock, SystemClock
 from frontdesk.config import Settings
 from frontdesk.crypto import Keyring
-from frontdesk.db.engine import create_engine
+from frontdesk.db.engine import create_engine, transaction
 from frontdesk.graph.client import GraphClient
 from frontdesk.graph.oauth import MetaOAuthClient, MetaOAuthSettings
 from frontdesk.handlers.context import FallbackReply, HandlerContext
 from frontdesk.handlers.dispatch import handle_event
-from frontdesk.inbox.queue import ClaimedEvent, EventOutcome, EventQueue
-from frontdesk.inbox.worker import Worker
+from frontdesk.inbox.queue import ClaimedEvent, EventOutcome, EventQueue, purge_expired_payloads
+from frontdesk.inbox.worker import MaintenanceJob, Worker
 from frontdesk.logs import log_loop_exception
 from frontdesk.metrics import Metrics
 from frontdesk.replies.sender import ReplySender
@@ -129,15 +130,28 @@ class Runtime:
         async def handle(event: ClaimedEvent) -> EventOutcome:
             return await handle_event(context, event)
 
+        retention = timedelta(days=settings.retention_days)
+
+        async def purge() -> int:
+            async with transaction(engine) as connection:
+                return await purge_expired_payloads(
+                    connection, now=clock.now(), retention=retention
+                )
+
+        async def refresh_tokens() -> int:
+            return await refresh_expiring_tokens(engine, keyring, oauth, clock)
+
         worker = Worker(
             queue,
             handle,
-            engine=engine,
             clock=clock,
             metrics=metrics,
             concurrency=settings.worker_concurrency,
             poll_seconds=settings.worker_poll_seconds,
-            retention=timedelta(days=settings.retention_days),
+            maintenance=[
+                MaintenanceJob("retention", timedelta(hours=1), purge),
+                MaintenanceJob("token_refresh", timedelta(hours=6), refresh_tokens),
+            ],
         )
         intake = IntakeWriter(
             engine,

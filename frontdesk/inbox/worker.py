@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
-
-from sqlalchemy.ext.asyncio import AsyncEngine
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from frontdesk.clock import Clock
-from frontdesk.db.engine import DatabaseUnavailableError, transaction
+from frontdesk.db.engine import DatabaseUnavailableError
 from frontdesk.errors import PermanentError, TransientError
 from frontdesk.inbox.queue import (
     DEAD,
@@ -19,7 +18,6 @@ from frontdesk.inbox.queue import (
     ClaimedEvent,
     EventOutcome,
     EventQueue,
-    purge_expired_payloads,
 )
 from frontdesk.logs import get_logger
 from frontdesk.metrics import Metrics
@@ -27,8 +25,16 @@ from frontdesk.metrics import Metrics
 log = get_logger(__name__)
 
 EventHandler = Callable[[ClaimedEvent], Awaitable[EventOutcome]]
-RETENTION_INTERVAL = timedelta(hours=1)
 CLAIM_BACKOFF_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class MaintenanceJob:
+    """Periodic work the worker does between events; `run` returns how much it did."""
+
+    name: str
+    interval: timedelta
+    run: Callable[[], Awaitable[int]]
 
 
 class Worker:
@@ -39,25 +45,23 @@ class Worker:
         queue: EventQueue,
         handler: EventHandler,
         *,
-        engine: AsyncEngine,
         clock: Clock,
         metrics: Metrics,
         concurrency: int,
         poll_seconds: float,
-        retention: timedelta,
+        maintenance: Sequence[MaintenanceJob] = (),
     ) -> None:
         self._queue = queue
         self._handler = handler
-        self._engine = engine
         self._clock = clock
         self._metrics = metrics
         self._concurrency = max(1, concurrency)
         self._poll_seconds = poll_seconds
-        self._retention = retention
+        self._maintenance = list(maintenance)
+        self._next_run: dict[str, datetime] = {}
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._in_flight: dict[asyncio.Task[None], ClaimedEvent] = {}
-        self._next_purge = clock.now()
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -70,7 +74,7 @@ class Worker:
         """Until stop(): then finish in-flight work within the grace period, release the rest."""
         while not self._stopping.is_set():
             claimed = await self._claim_free_slots()
-            await self._purge_when_due()
+            await self._run_due_maintenance()
             if not claimed:
                 await self._wait_for_work()
         await self._drain(shutdown_grace)
@@ -180,18 +184,16 @@ class Worker:
             correlation_id=event.correlation_id,
         )
 
-    async def _purge_when_due(self) -> None:
+    async def _run_due_maintenance(self) -> None:
         now = self._clock.now()
-        if now < self._next_purge:
-            return
-        self._next_purge = now + RETENTION_INTERVAL
-        try:
-            async with transaction(self._engine) as connection:
-                purged = await purge_expired_payloads(
-                    connection, now=now, retention=self._retention
-                )
-        except Exception as error:  # tried again at the next interval
-            log.warning("payload_purge_failed", error_class=type(error).__name__)
-            return
-        if purged:
-            log.info("payloads_purged", events=purged)
+        for job in self._maintenance:
+            if now < self._next_run.get(job.name, now):
+                continue
+            self._next_run[job.name] = now + job.interval
+            try:
+                done = await job.run()
+            except Exception as error:  # tried again at the next interval
+                log.warning("maintenance_failed", job=job.name, error_class=type(error).__name__)
+                continue
+            if done:
+                log.info("maintenance_done", job=job.name, count=done)

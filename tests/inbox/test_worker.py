@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import httpx2
 from sqlalchemy import select, update
@@ -24,12 +23,10 @@ def worker_with(runtime: Runtime, handler: object, *, concurrency: int = 2) -> W
     return Worker(
         runtime.queue,
         handler,  # type: ignore[arg-type]
-        engine=runtime.engine,
         clock=runtime.clock,
         metrics=runtime.metrics,
         concurrency=concurrency,
         poll_seconds=0.01,
-        retention=timedelta(days=30),
     )
 
 
@@ -189,12 +186,10 @@ async def test_the_worker_loop_survives_an_unexpected_error_and_keeps_working(
     worker = Worker(
         queue,
         handler,
-        engine=runtime.engine,
         clock=runtime.clock,
         metrics=runtime.metrics,
         concurrency=1,
         poll_seconds=0.01,
-        retention=timedelta(days=30),
     )
     running = asyncio.create_task(worker.run())
     try:
