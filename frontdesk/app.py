@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from frontdesk.api import auth as auth_api
 from frontdesk.api import inbox as inbox_api
 from frontdesk.api import instagram as instagram_api
+from frontdesk.api import operator as operator_api
 from frontdesk.api.errors import ErrorResponse, install_error_handlers
 from frontdesk.db.engine import DatabaseUnavailableError, transaction
 from frontdesk.db.migrate import is_at_head
@@ -63,7 +64,8 @@ def create_app(runtime: Runtime, *, run_worker: bool, manage_runtime: bool = Tru
     api.state.runtime = runtime
     install_error_handlers(api)
     api.add_middleware(CorrelationIdMiddleware)
-    for router in (auth_api.router, inbox_api.router, instagram_api.router):
+    routers = (auth_api.router, inbox_api.router, instagram_api.router, operator_api.router)
+    for router in routers:
         api.include_router(router)
     _add_operations_routes(api, runtime)
     webhook = InstagramWebhookEndpoint(

@@ -6,10 +6,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from frontdesk.audit import hash_identifier
 from frontdesk.db.tables import webhook_event_attempts, webhook_events
+from frontdesk.inbox.queue import FAILED
 
 
 @dataclass(frozen=True)
@@ -75,13 +77,86 @@ def _summary(row: Any) -> EventSummary:
 
 
 async def list_events(
-    connection: AsyncConnection, *, status: str | None = None, limit: int = 50
+    connection: AsyncConnection,
+    *,
+    status: str | None = None,
+    limit: int = 50,
+    kind: str | None = None,
+    doctor_id: str | None = None,
+    reason: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[EventSummary]:
-    """Newest first."""
+    """Newest first; every filter given must match. `since` and `until` bound `received_at`
+    (since inclusive, until exclusive) and must be aware datetimes."""
     statement = select(*SUMMARY_COLUMNS).order_by(webhook_events.c.id.desc()).limit(limit)
-    if status:
-        statement = statement.where(webhook_events.c.status == status)
+    filters = (
+        (webhook_events.c.status, status),
+        (webhook_events.c.kind, kind),
+        (webhook_events.c.doctor_id, doctor_id),
+        (webhook_events.c.reason, reason),
+    )
+    for column, value in filters:
+        if value:
+            statement = statement.where(column == value)
+    if since is not None:
+        statement = statement.where(webhook_events.c.received_at >= since)
+    if until is not None:
+        statement = statement.where(webhook_events.c.received_at < until)
     return [_summary(row) for row in await connection.execute(statement)]
+
+
+async def list_event_ids(
+    connection: AsyncConnection, *, status: str, for_update: bool = False
+) -> list[int]:
+    """Ids of every event in `status`, oldest first; `for_update` locks them on PostgreSQL so a
+    concurrent replay cannot change them before this transaction ends."""
+    statement = (
+        select(webhook_events.c.id)
+        .where(webhook_events.c.status == status)
+        .order_by(webhook_events.c.id)
+    )
+    if for_update and connection.dialect.name == "postgresql":
+        statement = statement.with_for_update()
+    return [int(row.id) for row in await connection.execute(statement)]
+
+
+@dataclass(frozen=True)
+class FailedPageGroup:
+    """Failed events of one page id, which is shown only as its hash."""
+
+    page_id_hash: str
+    events: int
+    first_received_at: datetime
+    last_received_at: datetime
+
+
+async def list_failed_pages(
+    connection: AsyncConnection, *, reason: str, limit: int = 100
+) -> list[FailedPageGroup]:
+    """Failed events with `reason`, grouped by page id; the most recently seen page first."""
+    last_received = func.max(webhook_events.c.received_at)
+    rows = await connection.execute(
+        select(
+            webhook_events.c.page_id,
+            func.count().label("events"),
+            func.min(webhook_events.c.received_at).label("first_received_at"),
+            last_received.label("last_received_at"),
+        )
+        .where(webhook_events.c.status == FAILED, webhook_events.c.reason == reason)
+        .group_by(webhook_events.c.page_id)
+        .order_by(last_received.desc(), webhook_events.c.page_id)
+        .limit(limit)
+    )
+    return [
+        FailedPageGroup(
+            page_id_hash=hash_identifier(row.page_id or ""),
+            events=int(row.events),
+            first_received_at=row.first_received_at,
+            last_received_at=row.last_received_at,
+        )
+        for row in rows
+    ]
 
 
 async def get_event(connection: AsyncConnection, event_id: int) -> EventSummary | None:
