@@ -3,12 +3,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint typecheck unit
+.PHONY: serve test lint typecheck unit chromium
 
 serve: $(VENV)/.installed
 	$(BIN)/frontdesk serve
 
-test: $(VENV)/.installed-test lint typecheck unit
+test: $(VENV)/.installed-test chromium lint typecheck unit
+
+# Browser tests drive the distribution's Chromium, never a downloaded browser.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check frontdesk tests

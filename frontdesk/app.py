@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import func, select, text
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,13 +17,15 @@ from frontdesk.api import auth as auth_api
 from frontdesk.api import inbox as inbox_api
 from frontdesk.api import instagram as instagram_api
 from frontdesk.api import operator as operator_api
-from frontdesk.api.errors import ErrorResponse, install_error_handlers
+from frontdesk.api.errors import ErrorResponse, RejectNulMiddleware, install_error_handlers
 from frontdesk.db.engine import DatabaseUnavailableError, transaction
 from frontdesk.db.migrate import is_at_head
-from frontdesk.db.tables import webhook_events
-from frontdesk.inbox.queue import OPEN_STATUSES, QUEUED
+from frontdesk.inbox.health import count_by_status, oldest_queued_at
+from frontdesk.inbox.queue import FINAL_STATUSES, OPEN_STATUSES
 from frontdesk.logs import bind_correlation_id, clear_context
 from frontdesk.runtime import Runtime
+from frontdesk.web.pages import install_page_handlers, web_routers
+from frontdesk.web.templating import STATIC_DIR
 from frontdesk.webhooks.endpoint import InstagramWebhookEndpoint
 
 WEBHOOK_PATH = "/webhooks/instagram"
@@ -59,14 +62,20 @@ def create_app(runtime: Runtime, *, run_worker: bool, manage_runtime: bool = Tru
         title="Frontdesk",
         version="0.1.0",
         lifespan=lifespan,
-        responses={422: {"model": ErrorResponse}},
+        responses={
+            400: {"model": ErrorResponse, "description": "Malformed request body"},
+            422: {"model": ErrorResponse},
+        },
     )
     api.state.runtime = runtime
     install_error_handlers(api)
+    api.add_middleware(RejectNulMiddleware)
     api.add_middleware(CorrelationIdMiddleware)
     routers = (auth_api.router, inbox_api.router, instagram_api.router, operator_api.router)
-    for router in routers:
+    for router in (*routers, *web_routers()):
         api.include_router(router)
+    install_page_handlers(api)
+    api.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_operations_routes(api, runtime)
     webhook = InstagramWebhookEndpoint(
         writer=runtime.intake,
@@ -133,18 +142,9 @@ def _add_operations_routes(api: FastAPI, runtime: Runtime) -> None:
 
 async def _refresh_queue_gauges(runtime: Runtime) -> None:
     async with transaction(runtime.engine) as connection:
-        counts = await connection.execute(
-            select(webhook_events.c.status, func.count()).group_by(webhook_events.c.status)
-        )
-        by_status = {row[0]: int(row[1]) for row in counts}
-        oldest = (
-            await connection.execute(
-                select(func.min(webhook_events.c.received_at)).where(
-                    webhook_events.c.status == QUEUED
-                )
-            )
-        ).scalar()
-    for status in ("queued", "processing", "processed", "ignored", "failed", "dead"):
+        by_status = await count_by_status(connection)
+        oldest = await oldest_queued_at(connection)
+    for status in (*OPEN_STATUSES, *FINAL_STATUSES):
         runtime.metrics.events_by_status.labels(status).set(by_status.get(status, 0))
     runtime.metrics.queue_depth.set(sum(by_status.get(status, 0) for status in OPEN_STATUSES))
     age = (runtime.clock.now() - oldest).total_seconds() if oldest is not None else 0.0

@@ -1,12 +1,15 @@
-"""The audit log writer; it refuses metadata that could carry patient data or a secret."""
+"""The audit log: the writer, which refuses metadata that could carry patient data or a secret,
+and the listing operators read."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from frontdesk.db.tables import audit_logs
@@ -78,3 +81,55 @@ async def write_audit(
 def hash_identifier(value: str) -> str:
     """A stable, non-reversible stand-in for an outside id (a page id) in audit rows and logs."""
     return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    created_at: datetime
+    action: str
+    status: str
+    resource_type: str
+    resource_id: str | None
+    doctor_id: str | None
+    correlation_id: str | None
+    error_message: str | None
+    metadata: dict[str, Any]
+
+
+async def list_audit(
+    connection: AsyncConnection,
+    *,
+    action: str | None = None,
+    resource_type: str | None = None,
+    doctor_id: str | None = None,
+    status: str | None = None,
+    limit: int = 200,
+) -> list[AuditEntry]:
+    """Audit rows, newest first; every filter given must match. On PostgreSQL other doctors'
+    rows are visible only in the system scope (`system_transaction`)."""
+    statement = select(audit_logs).order_by(audit_logs.c.id.desc()).limit(limit)
+    filters = (
+        (audit_logs.c.action, action),
+        (audit_logs.c.resource_type, resource_type),
+        (audit_logs.c.doctor_id, doctor_id),
+        (audit_logs.c.status, status),
+    )
+    for column, value in filters:
+        if value:
+            statement = statement.where(column == value)
+    return [
+        AuditEntry(
+            id=row.id,
+            created_at=row.created_at,
+            action=row.action,
+            status=row.status,
+            resource_type=row.resource_type,
+            resource_id=row.resource_id,
+            doctor_id=row.doctor_id,
+            correlation_id=row.correlation_id,
+            error_message=row.error_message,
+            metadata=dict(row.metadata or {}),
+        )
+        for row in await connection.execute(statement)
+    ]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from frontdesk.api.deps import SESSION_COOKIE, AuthenticatedDep, DoctorId, RuntimeDep
+from frontdesk.api.deps import (
+    SESSION_COOKIE,
+    AuthenticatedDep,
+    DoctorId,
+    RuntimeDep,
+    open_session,
+)
 from frontdesk.api.errors import ApiError, error_responses, not_found
 from frontdesk.api.schemas import (
     AcceptInvite,
@@ -24,7 +30,7 @@ from frontdesk.auth.accounts import (
 )
 from frontdesk.auth.api_tokens import create_api_token, list_api_tokens, revoke_api_token
 from frontdesk.auth.passwords import WeakPasswordError
-from frontdesk.auth.sessions import SESSION_LIFETIME, end_session, start_session
+from frontdesk.auth.sessions import end_session
 from frontdesk.db.engine import transaction
 from frontdesk.runtime import Runtime
 
@@ -44,18 +50,7 @@ def _account_out(account: Account) -> AccountOut:
 async def _open_session(
     runtime: Runtime, request: Request, response: Response, account: Account
 ) -> SignedIn:
-    async with transaction(runtime.engine) as connection:
-        token, csrf_token = await start_session(connection, account.id, now=runtime.clock.now())
-    secure = request.url.scheme == "https" or runtime.settings.public_url.startswith("https")
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=int(SESSION_LIFETIME.total_seconds()),
-        httponly=True,
-        samesite="lax",
-        secure=secure,
-        path="/",
-    )
+    csrf_token = await open_session(runtime, request, response, account.id)
     return SignedIn(account=_account_out(account), csrf_token=csrf_token)
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from frontdesk.api.errors import ApiError
 from frontdesk.auth.accounts import DOCTOR, OPERATOR
 from frontdesk.auth.api_tokens import resolve_api_token
-from frontdesk.auth.sessions import resolve_session
+from frontdesk.auth.sessions import SESSION_LIFETIME, resolve_session, start_session
 from frontdesk.db.engine import transaction
 from frontdesk.runtime import Runtime
 
@@ -41,6 +41,25 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def open_session(
+    runtime: Runtime, request: Request, response: Response, account_id: str
+) -> str:
+    """Start a session and set its cookie (Secure over https); returns its CSRF token."""
+    async with transaction(runtime.engine) as connection:
+        token, csrf_token = await start_session(connection, account_id, now=runtime.clock.now())
+    secure = request.url.scheme == "https" or runtime.settings.public_url.startswith("https")
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(SESSION_LIFETIME.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+        path="/",
+    )
+    return csrf_token
 
 
 def _unauthorized(message: str) -> ApiError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from frontdesk.logs import get_logger
 
@@ -111,3 +113,37 @@ def install_error_handlers(app: FastAPI) -> None:
             correlation_id=correlation_id_of(request),
         )
         return error_response(request, 500, "internal_error", "something went wrong on our side")
+
+
+class RejectNulMiddleware:
+    """NUL in a path or query string gets 422 before any route sees it (PostgreSQL would fail)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _carries_nul(scope):
+            body = json.dumps(
+                {
+                    "error": {
+                        "code": "invalid_request",
+                        "message": "the path or query contains a NUL character",
+                        "correlation_id": str(scope.get("state", {}).get("correlation_id", "")),
+                    }
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 422,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def _carries_nul(scope: Scope) -> bool:
+    query = bytes(scope.get("query_string", b"")).lower()
+    return "\x00" in str(scope.get("path", "")) or b"%00" in query or b"\x00" in query

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from frontdesk.api.deps import DoctorId, RuntimeDep
@@ -31,6 +31,8 @@ from frontdesk.clinic.connections import (
 )
 from frontdesk.db.tenancy import doctor_transaction
 from frontdesk.graph.oauth import OAuthStepError
+from frontdesk.runtime import Runtime
+from frontdesk.web.templating import templates
 
 router = APIRouter(prefix="/api/v1/instagram", tags=["instagram"])
 ERRORS = error_responses(401, 403)
@@ -74,11 +76,33 @@ async def connect(
     ),
 )
 async def callback(
+    request: Request,
     runtime: RuntimeDep,
     doctor_id: DoctorId,
     code: Annotated[str | None, Query(max_length=2000)] = None,
     state: Annotated[str | None, Query(max_length=300)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    try:
+        return await _finish_connect(runtime, doctor_id, code, state, error)
+    except ApiError as failure:
+        if "text/html" not in request.headers.get("accept", ""):
+            raise
+        # A doctor's browser: a page that says what went wrong and what to do, same status.
+        return templates.TemplateResponse(
+            request,
+            "connect_error.html",
+            {"user": None, "message": failure.message},
+            status_code=failure.status,
+        )
+
+
+async def _finish_connect(
+    runtime: Runtime,
+    doctor_id: str,
+    code: str | None,
+    state: str | None,
+    error: str | None,
 ) -> RedirectResponse:
     try:
         login_kind = await runtime.connect.consume_state(doctor_id, state)

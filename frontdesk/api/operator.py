@@ -9,8 +9,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from frontdesk.api.deps import RuntimeDep, require_operator
 from frontdesk.api.errors import ApiError, correlation_id_of, error_responses, not_found
@@ -28,22 +26,19 @@ from frontdesk.api.schemas import (
     ReplayEvents,
     UnroutedPageOut,
 )
-from frontdesk.audit import write_audit
-from frontdesk.clinic.doctors import list_doctors
+from frontdesk.clinic.roster import ConnectionSummary, list_roster
 from frontdesk.db.engine import transaction
-from frontdesk.db.tables import doctor_instagram
 from frontdesk.db.tenancy import system_transaction
 from frontdesk.handlers.routing import UNKNOWN_PAGE
 from frontdesk.inbox.events import (
     EventSummary,
     get_event,
     list_attempts,
-    list_event_ids,
     list_events,
     list_failed_pages,
 )
-from frontdesk.inbox.queue import DEAD, replay_event
-from frontdesk.runtime import Runtime
+from frontdesk.inbox.queue import DEAD
+from frontdesk.inbox.replay import replay_all_dead, replay_audited, replay_each
 
 router = APIRouter(
     prefix="/api/v1/operator", tags=["operator"], dependencies=[Depends(require_operator)]
@@ -69,26 +64,6 @@ def _event_out(event: EventSummary) -> OperatorEventOut:
         occurred_at=event.occurred_at,
         last_error=event.last_error,
     )
-
-
-async def _replay(
-    connection: AsyncConnection, runtime: Runtime, event_id: int, correlation_id: str
-) -> bool:
-    """Queue one finished event again and audit it; False when it is unknown or still open."""
-    now = runtime.clock.now()
-    if not await replay_event(connection, event_id, now):
-        return False
-    await write_audit(
-        connection,
-        now=now,
-        resource_type="webhook",
-        resource_id=str(event_id),
-        action="event_replayed",
-        status="success",
-        correlation_id=correlation_id,
-        metadata={"event_id": event_id},
-    )
-    return True
 
 
 @router.get(
@@ -161,7 +136,9 @@ async def replay_one(event_id: EventId, request: Request, runtime: RuntimeDep) -
     async with transaction(runtime.engine) as connection:
         if await get_event(connection, event_id) is None:
             raise not_found("event")
-        replayed = await _replay(connection, runtime, event_id, correlation_id_of(request))
+        replayed = await replay_audited(
+            connection, event_id, now=runtime.clock.now(), correlation_id=correlation_id_of(request)
+        )
     if not replayed:
         raise ApiError(409, "not_replayable", "the event is still queued or processing")
     runtime.worker.wake()
@@ -177,12 +154,13 @@ async def replay_one(event_id: EventId, request: Request, runtime: RuntimeDep) -
 async def replay_many(
     body: ReplayEvents, request: Request, runtime: RuntimeDep
 ) -> BulkReplayResult:
-    replayed: list[int] = []
-    skipped: list[int] = []
     async with transaction(runtime.engine) as connection:
-        for event_id in dict.fromkeys(body.event_ids):
-            done = await _replay(connection, runtime, event_id, correlation_id_of(request))
-            (replayed if done else skipped).append(event_id)
+        replayed, skipped = await replay_each(
+            connection,
+            body.event_ids,
+            now=runtime.clock.now(),
+            correlation_id=correlation_id_of(request),
+        )
     if replayed:
         runtime.worker.wake()
     return BulkReplayResult(replayed=replayed, skipped=skipped)
@@ -206,11 +184,10 @@ async def dead_letters(runtime: RuntimeDep, limit: Limit = 100) -> list[Operator
     summary="An operator: queue every dead event again.",
 )
 async def replay_dead_letters(request: Request, runtime: RuntimeDep) -> DeadLettersReplayed:
-    count = 0
     async with transaction(runtime.engine) as connection:
-        for event_id in await list_event_ids(connection, status=DEAD, for_update=True):
-            if await _replay(connection, runtime, event_id, correlation_id_of(request)):
-                count += 1
+        count = await replay_all_dead(
+            connection, now=runtime.clock.now(), correlation_id=correlation_id_of(request)
+        )
     if count:
         runtime.worker.wake()
     return DeadLettersReplayed(replayed_count=count)
@@ -227,17 +204,6 @@ async def unrouted(runtime: RuntimeDep, limit: Limit = 100) -> list[UnroutedPage
     return [UnroutedPageOut(**group.__dict__) for group in groups]
 
 
-CONNECTION_COLUMNS = (
-    doctor_instagram.c.doctor_id,
-    doctor_instagram.c.status,
-    doctor_instagram.c.username,
-    doctor_instagram.c.connected_at,
-    doctor_instagram.c.token_expires_at,
-    doctor_instagram.c.last_webhook_at,
-    doctor_instagram.c.last_send_at,
-)
-
-
 @router.get(
     "/doctors",
     responses=ERRORS,
@@ -246,28 +212,28 @@ CONNECTION_COLUMNS = (
 async def doctors(runtime: RuntimeDep) -> list[OperatorDoctorOut]:
     # Other doctors' connections are readable only in the system scope; tokens are not read.
     async with system_transaction(runtime.engine) as connection:
-        everyone = await list_doctors(connection)
-        rows = await connection.execute(select(*CONNECTION_COLUMNS))
-        connections = {
-            row.doctor_id: InstagramConnectionSummaryOut(
-                status=row.status,
-                username=row.username,
-                connected_at=row.connected_at,
-                token_expires_at=row.token_expires_at,
-                last_webhook_at=row.last_webhook_at,
-                last_send_at=row.last_send_at,
-            )
-            for row in rows
-        }
-    not_connected = InstagramConnectionSummaryOut(
-        status=NOT_CONNECTED,
-        username=None,
-        connected_at=None,
-        token_expires_at=None,
-        last_webhook_at=None,
-        last_send_at=None,
-    )
+        roster = await list_roster(connection)
     return [
-        OperatorDoctorOut(**doctor.__dict__, instagram=connections.get(doctor.id, not_connected))
-        for doctor in everyone
+        OperatorDoctorOut(**entry.doctor.__dict__, instagram=_connection_out(entry.connection))
+        for entry in roster
     ]
+
+
+def _connection_out(summary: ConnectionSummary | None) -> InstagramConnectionSummaryOut:
+    if summary is None:
+        return InstagramConnectionSummaryOut(
+            status=NOT_CONNECTED,
+            username=None,
+            connected_at=None,
+            token_expires_at=None,
+            last_webhook_at=None,
+            last_send_at=None,
+        )
+    return InstagramConnectionSummaryOut(
+        status=summary.status,
+        username=summary.username,
+        connected_at=summary.connected_at,
+        token_expires_at=summary.token_expires_at,
+        last_webhook_at=summary.last_webhook_at,
+        last_send_at=summary.last_send_at,
+    )
