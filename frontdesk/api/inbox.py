@@ -144,7 +144,10 @@ async def conversation_messages(
 @router.post(
     "/conversations/{conversation_id}/messages",
     status_code=202,
-    responses=error_responses(401, 403, 404, 409),
+    responses={
+        **error_responses(401, 403, 404, 409),
+        200: {"model": QueuedReplyOut, "description": "Already queued under this Idempotency-Key"},
+    },
     summary=(
         "The doctor who owns the conversation: queue a manual reply (sent with their token). "
         "An Idempotency-Key header makes a retried request queue it once."

@@ -7,6 +7,7 @@ from frontdesk.db.tenancy import doctor_transaction
 from frontdesk.handlers.context import HandlerContext, event_item
 from frontdesk.handlers.routing import fail_unknown_page, route_event
 from frontdesk.inbox.queue import IGNORED, PROCESSED, ClaimedEvent, EventOutcome
+from frontdesk.webhooks.split import as_key_part
 
 
 async def handle_edit(context: HandlerContext, event: ClaimedEvent) -> EventOutcome:
@@ -36,7 +37,8 @@ async def _change_stored_message(
     route = await route_event(context, event, is_echo=False)
     if route is None:
         return await fail_unknown_page(context, event, fallback_recipient=None)
-    if not isinstance(mid, str):
+    mid = as_key_part(mid)
+    if mid is None:
         return EventOutcome(status=IGNORED, reason="missing_mid", doctor_id=route.doctor_id)
     now = context.clock.now()
     async with doctor_transaction(context.engine, route.doctor_id) as connection:

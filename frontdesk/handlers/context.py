@@ -14,6 +14,7 @@ from frontdesk.graph.client import GraphClient
 from frontdesk.ids import IdFactory, new_id
 from frontdesk.inbox.queue import ClaimedEvent
 from frontdesk.replies.sender import ReplySender
+from frontdesk.webhooks.split import as_id
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,6 @@ def event_item(event: ClaimedEvent) -> dict[str, Any]:
 
 
 def member_id(item: dict[str, Any], member: str) -> str | None:
+    """`item[member].id` when it is an id we can store (the splitter's own rule)."""
     value = item.get(member)
-    identifier = value.get("id") if isinstance(value, dict) else None
-    if isinstance(identifier, int) and not isinstance(identifier, bool):
-        return str(identifier)
-    return identifier if isinstance(identifier, str) and identifier else None
+    return as_id(value.get("id") if isinstance(value, dict) else None)

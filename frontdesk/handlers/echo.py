@@ -13,6 +13,7 @@ from frontdesk.db.tenancy import doctor_transaction
 from frontdesk.handlers.context import HandlerContext, event_item, member_id
 from frontdesk.handlers.routing import fail_unknown_page, route_event
 from frontdesk.inbox.queue import FAILED, PROCESSED, ClaimedEvent, EventOutcome
+from frontdesk.webhooks.split import as_key_part
 
 
 async def handle_echo(context: HandlerContext, event: ClaimedEvent) -> EventOutcome:
@@ -23,7 +24,7 @@ async def handle_echo(context: HandlerContext, event: ClaimedEvent) -> EventOutc
     patient_id = member_id(item, "recipient")
     message = item.get("message")
     message = message if isinstance(message, dict) else {}
-    mid = message.get("mid") if isinstance(message.get("mid"), str) else None
+    mid = as_key_part(message.get("mid"))
     if patient_id is None or mid is None:
         return EventOutcome(status=FAILED, reason="malformed_echo", doctor_id=route.doctor_id)
     now = context.clock.now()

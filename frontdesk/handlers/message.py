@@ -20,6 +20,7 @@ from frontdesk.inbox.queue import FAILED, PROCESSED, ClaimedEvent, EventOutcome
 from frontdesk.replies.responder import decide_reply, split_text
 from frontdesk.replies.rules import load_reply_rules
 from frontdesk.replies.sender import ReplyThread
+from frontdesk.webhooks.split import as_key_part
 
 
 async def handle_message(
@@ -102,12 +103,12 @@ async def handle_message(
 def _message_content(item: dict[str, Any]) -> tuple[str | None, MessageBody]:
     message = item.get("message")
     if isinstance(message, dict):
-        mid = message.get("mid") if isinstance(message.get("mid"), str) else None
+        mid = as_key_part(message.get("mid"))
         text = message.get("text") if isinstance(message.get("text"), str) else None
         return mid, MessageBody(text=text, attachments=_attachments(message.get("attachments")))
     postback = item.get("postback")
     if isinstance(postback, dict):
-        mid = postback.get("mid") if isinstance(postback.get("mid"), str) else None
+        mid = as_key_part(postback.get("mid"))
         title = postback.get("title") if isinstance(postback.get("title"), str) else None
         return mid, MessageBody(text=title, attachments=[])
     return None, MessageBody(text=None, attachments=[])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from frontdesk.audit import hash_identifier, write_audit
 from frontdesk.db.engine import transaction
-from frontdesk.db.tables import audit_logs
+from frontdesk.db.tables import audit_logs, webhook_events
 from frontdesk.db.tenancy import system_transaction
 from frontdesk.errors import FrontdeskError
 from frontdesk.graph.client import INSTAGRAM_LOGIN, SendTarget
@@ -44,6 +44,13 @@ async def route_event(
         found = await resolve_doctor_for_candidates(
             connection, page_candidates(event, is_echo=is_echo), event.correlation_id
         )
+        if found:
+            # Known from here on, even if the work fails later and the event ends dead.
+            await connection.execute(
+                update(webhook_events)
+                .where(webhook_events.c.id == event.id)
+                .values(doctor_id=found[0])
+            )
     return Route(doctor_id=found[0], page_id=found[1]) if found else None
 
 

@@ -81,7 +81,7 @@ def _is_envelope(document: Any) -> bool:
 def _split_entry(entry: Any) -> list[SplitEvent]:
     if not isinstance(entry, dict):
         return [_malformed_event(None, "entry", entry)]
-    page_id = _as_id(entry.get("id"))
+    page_id = as_id(entry.get("id"))
     entry_time = _as_millis(entry.get("time"))
     events: list[SplitEvent] = []
     for source in ("messaging", "standby"):
@@ -204,7 +204,7 @@ def _change_event(page_id: str | None, entry_time: int | None, change: Any) -> S
 
 def _change_identity(page_id: str | None, field: Any, value: Any) -> tuple[str, str, str | None]:
     if field in ("comments", "live_comments") and isinstance(value, dict):
-        comment_id = _as_id(value.get("id")) or _as_id(value.get("comment_id"))
+        comment_id = as_id(value.get("id")) or as_id(value.get("comment_id"))
         from_id = _nested_id(value, "from")
         if comment_id:
             return "comment", f"comment:{comment_id}", from_id
@@ -247,12 +247,13 @@ def _get(value: Any, key: str) -> Any:
     return value.get(key) if isinstance(value, dict) else None
 
 
-def _as_id(value: Any) -> str | None:
+def as_id(value: Any) -> str | None:
+    """An Instagram or Page id fit to be stored: digits or a short clean string, else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return str(value) if -(10 ** (MAX_ID_LENGTH - 1)) < value < 10**MAX_ID_LENGTH else None
-    if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and _is_utf8(value):
+    if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and _storable(value):
         return value
     return None
 
@@ -264,18 +265,25 @@ def _as_count(value: Any) -> int | None:
 
 
 def _nested_id(item: dict[str, Any], member: str) -> str | None:
-    return _as_id(_get(item.get(member), "id"))
+    return as_id(_get(item.get(member), "id"))
 
 
 def _nested_str(item: dict[str, Any], member: str, key: str) -> str | None:
-    value = _get(item.get(member), key)
-    if isinstance(value, str) and 0 < len(value) <= MAX_KEY_PART and _is_utf8(value):
+    return as_key_part(_get(item.get(member), key))
+
+
+def as_key_part(value: Any) -> str | None:
+    """A mid (or similar) fit to be stored and keyed on; anything else is None."""
+    if isinstance(value, str) and 0 < len(value) <= MAX_KEY_PART and _storable(value):
         return value
     return None
 
 
-def _is_utf8(text: str) -> bool:
-    """False for text with a lone surrogate ("\\ud800" in JSON): it cannot be stored as a key."""
+def _storable(text: str) -> bool:
+    """False for text no database column takes as a key: a lone surrogate ("\\ud800" in JSON)
+    or a NUL (PostgreSQL refuses it in text)."""
+    if "\x00" in text:
+        return False
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
