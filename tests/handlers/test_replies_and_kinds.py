@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import httpx2
@@ -101,6 +103,36 @@ async def test_standby_messages_and_postbacks_are_recorded_but_never_answered(
     assert fake_graph.attempts == 0
 
 
+UNKNOWN_PAGE = "17849999999999999"
+
+
+@contextlib.asynccontextmanager
+async def fallback_instance(
+    settings: Settings, clock: FixedClock, fake_graph: FakeGraphApi, *, token: str
+) -> AsyncIterator[tuple[Runtime, httpx2.AsyncClient]]:
+    """A runtime configured with the fallback reply (its token may be left empty), and a client."""
+    configured = settings.model_copy(
+        update={"fallback_reply_text": "We moved!", "fallback_access_token": token}
+    )
+    runtime = Runtime.build(
+        configured, clock=clock, graph_transport=httpx2.ASGITransport(app=fake_graph.app)
+    )
+    app = create_app(runtime, run_worker=False, manage_runtime=False)
+    try:
+        async with httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://t"
+        ) as http:
+            yield runtime, http
+    finally:
+        await runtime.stop()
+
+
+def to_unknown_page(mid: str) -> dict[str, object]:
+    return payloads.message_item(
+        sender=PATIENT, recipient=UNKNOWN_PAGE, mid=mid, text="hi", timestamp=recent_ms()
+    )
+
+
 @pytest.mark.parametrize(
     ("fallback_token", "expected_sends"),
     [("", 0), ("fallback-token", 1)],
@@ -113,26 +145,14 @@ async def test_unknown_page_gets_the_fallback_reply_only_when_both_settings_are_
     fallback_token: str,
     expected_sends: int,
 ) -> None:
-    configured = settings.model_copy(
-        update={"fallback_reply_text": "We moved!", "fallback_access_token": fallback_token}
-    )
-    runtime = Runtime.build(
-        configured, clock=clock, graph_transport=httpx2.ASGITransport(app=fake_graph.app)
-    )
-    unknown = "17849999999999999"
-    item = payloads.message_item(
-        sender=PATIENT, recipient=unknown, mid="m-fb", text="hi", timestamp=recent_ms()
-    )
-    app = create_app(runtime, run_worker=False, manage_runtime=False)
-    try:
-        async with httpx2.AsyncClient(
-            transport=httpx2.ASGITransport(app=app), base_url="http://t"
-        ) as http:
-            await post_delivery(http, payloads.delivery(payloads.entry(unknown, messaging=[item])))
+    async with fallback_instance(settings, clock, fake_graph, token=fallback_token) as (
+        runtime,
+        http,
+    ):
+        entry = payloads.entry(UNKNOWN_PAGE, messaging=[to_unknown_page("m-fb")])
+        await post_delivery(http, payloads.delivery(entry))
         await runtime.worker.run_until_idle()
         assert await outcomes(runtime) == [("message", "failed", "unknown_page")]
-    finally:
-        await runtime.stop()
 
     assert [(send.access_token, send.recipient_id) for send in fake_graph.sends] == [
         ("fallback-token", PATIENT)
@@ -142,25 +162,13 @@ async def test_unknown_page_gets_the_fallback_reply_only_when_both_settings_are_
 async def test_a_standby_message_to_an_unknown_page_gets_no_fallback_reply(
     settings: Settings, clock: FixedClock, fake_graph: FakeGraphApi
 ) -> None:
-    configured = settings.model_copy(
-        update={"fallback_reply_text": "We moved!", "fallback_access_token": "fallback-token"}
-    )
-    runtime = Runtime.build(
-        configured, clock=clock, graph_transport=httpx2.ASGITransport(app=fake_graph.app)
-    )
-    unknown = "17849999999999999"
-    item = payloads.message_item(
-        sender=PATIENT, recipient=unknown, mid="m-sb", text="hi", timestamp=recent_ms()
-    )
-    app = create_app(runtime, run_worker=False, manage_runtime=False)
-    try:
-        async with httpx2.AsyncClient(
-            transport=httpx2.ASGITransport(app=app), base_url="http://t"
-        ) as http:
-            await post_delivery(http, payloads.delivery(payloads.entry(unknown, standby=[item])))
+    async with fallback_instance(settings, clock, fake_graph, token="fallback-token") as (
+        runtime,
+        http,
+    ):
+        entry = payloads.entry(UNKNOWN_PAGE, standby=[to_unknown_page("m-sb")])
+        await post_delivery(http, payloads.delivery(entry))
         await runtime.worker.run_until_idle()
-    finally:
-        await runtime.stop()
 
     assert fake_graph.attempts == 0
 
@@ -168,28 +176,16 @@ async def test_a_standby_message_to_an_unknown_page_gets_no_fallback_reply(
 async def test_the_fallback_reply_is_sent_once_even_when_the_event_is_replayed(
     settings: Settings, clock: FixedClock, fake_graph: FakeGraphApi
 ) -> None:
-    configured = settings.model_copy(
-        update={"fallback_reply_text": "We moved!", "fallback_access_token": "fallback-token"}
-    )
-    runtime = Runtime.build(
-        configured, clock=clock, graph_transport=httpx2.ASGITransport(app=fake_graph.app)
-    )
-    unknown = "17849999999999999"
-    item = payloads.message_item(
-        sender=PATIENT, recipient=unknown, mid="m-once", text="hi", timestamp=recent_ms()
-    )
-    app = create_app(runtime, run_worker=False, manage_runtime=False)
-    try:
-        async with httpx2.AsyncClient(
-            transport=httpx2.ASGITransport(app=app), base_url="http://t"
-        ) as http:
-            await post_delivery(http, payloads.delivery(payloads.entry(unknown, messaging=[item])))
+    async with fallback_instance(settings, clock, fake_graph, token="fallback-token") as (
+        runtime,
+        http,
+    ):
+        entry = payloads.entry(UNKNOWN_PAGE, messaging=[to_unknown_page("m-once")])
+        await post_delivery(http, payloads.delivery(entry))
         await runtime.worker.run_until_idle()
         async with unscoped(runtime) as connection:
             event_id = (await connection.execute(select(webhook_events.c.id))).scalar_one()
             assert await replay_event(connection, event_id, clock.now())
         await runtime.worker.run_until_idle()
-    finally:
-        await runtime.stop()
 
     assert len(fake_graph.sends) == 1
