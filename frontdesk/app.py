@@ -83,6 +83,7 @@ def create_app(runtime: Runtime, *, run_worker: bool, manage_runtime: bool = Tru
         verify_token=runtime.settings.verify_token,
         max_body_bytes=runtime.settings.max_body_bytes,
         metrics=runtime.metrics,
+        body_timeout_seconds=runtime.settings.body_timeout_seconds,
     )
     return FrontdeskApp(api, webhook)
 

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     graph_timeout_seconds: float = 10.0
 
     max_body_bytes: int = 4 * 1024 * 1024
+    body_timeout_seconds: float = 10.0
     intake_db_timeout_seconds: float = 2.0
 
     retry_delays: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [60, 300, 900])

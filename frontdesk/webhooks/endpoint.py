@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import uuid
@@ -41,11 +42,13 @@ class InstagramWebhookEndpoint:
         verify_token: str,
         max_body_bytes: int,
         metrics: Metrics,
+        body_timeout_seconds: float = 10.0,
     ) -> None:
         self._writer = writer
         self._app_secrets = [secret.encode() for secret in app_secrets]
         self._verify_token = verify_token.encode()
         self._max_body_bytes = max_body_bytes
+        self._body_timeout = body_timeout_seconds
         self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,7 +81,11 @@ class InstagramWebhookEndpoint:
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         headers = _headers(scope)
         try:
-            body = await self._read_body(headers, receive)
+            async with asyncio.timeout(self._body_timeout):
+                body = await self._read_body(headers, receive)
+        except TimeoutError:
+            self._metrics.deliveries.labels("too_slow").inc()
+            return _error(408, "request_timeout", "the body arrived too slowly", correlation_id)
         except _BodyTooLargeError:
             self._metrics.deliveries.labels("too_large").inc()
             return _error(413, "payload_too_large", "body exceeds the size limit", correlation_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import httpx2
@@ -275,3 +276,29 @@ async def test_signature_failures_are_counted_in_metrics(client: httpx2.AsyncCli
     metrics = await client.get("/metrics")
 
     assert "frontdesk_webhook_signature_failures_total 1.0" in metrics.text
+
+
+async def test_a_client_that_sends_its_body_too_slowly_gets_408_and_nothing_is_stored(
+    settings: Settings, clock: object, fake_graph: object
+) -> None:
+    impatient = settings.model_copy(update={"body_timeout_seconds": 0.2})
+    runtime = Runtime.build(impatient)
+    app = create_app(runtime, run_worker=False, manage_runtime=False)
+    body = payloads.encode(one_dm())
+
+    async def trickle():  # type: ignore[no-untyped-def]
+        for byte in body[:20]:
+            yield bytes([byte])
+            await asyncio.sleep(0.05)
+
+    try:
+        async with httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://frontdesk.test"
+        ) as http:
+            response = await http.post(
+                WEBHOOK, content=trickle(), headers=signed_headers(body, APP_SECRET)
+            )
+        assert response.status_code == 408
+        assert await stored(runtime, webhook_deliveries) == 0
+    finally:
+        await runtime.stop()
