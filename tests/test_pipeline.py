@@ -454,6 +454,6 @@ async def test_one_message_delivered_through_two_subscriptions_is_recorded_and_a
     await runtime.worker.run_until_idle()
 
     reasons = [row.reason for row in await event_rows(runtime)]
-    assert reasons == ["greeting", "duplicate_message"]
+    assert sorted(reasons) == ["duplicate_message", "greeting"], "either copy may come first"
     assert await count(runtime, messages, messages.c.direction == "inbound") == 1
     assert len(fake_graph.sends) == 1
