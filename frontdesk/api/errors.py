@@ -109,7 +109,7 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error(
             "api_unexpected_error",
             error_class=type(error).__name__,
-            path=request.url.path,
+            route=getattr(request.scope.get("route"), "path", "unmatched"),
             correlation_id=correlation_id_of(request),
         )
         return error_response(request, 500, "internal_error", "something went wrong on our side")
