@@ -20,7 +20,7 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from frontdesk.app import create_app
-from frontdesk.auth.accounts import DOCTOR, OPERATOR, create_account, create_invite
+from frontdesk.auth.accounts import OPERATOR, create_account, create_invite, invite_link
 from frontdesk.auth.api_tokens import create_api_token
 from frontdesk.clinic.connections import (
     ConnectionNotFoundError,
@@ -30,10 +30,10 @@ from frontdesk.clinic.connections import (
 )
 from frontdesk.clinic.doctors import (
     DoctorNotFoundError,
-    create_doctor,
     get_doctor,
     list_doctors,
 )
+from frontdesk.clinic.roster import add_doctor
 from frontdesk.clock import SystemClock
 from frontdesk.config import Settings
 from frontdesk.crypto import Keyring
@@ -227,27 +227,20 @@ def doctor_add(
     async def work(connection: AsyncConnection, _db: Database) -> Any:
         now = SystemClock().now()
         try:
-            doctor = await create_doctor(connection, name=name, email=email, now=now)
-            account = await create_account(
-                connection, email=doctor.email, role=DOCTOR, doctor_id=doctor.id, now=now
-            )
+            doctor, account = await add_doctor(connection, name=name, email=email, now=now)
         except FrontdeskError as error:
             raise CommandError(error.reason) from error
         token = await create_invite(connection, account.id, now=now) if invite else None
         return doctor, token
 
     doctor, token = run_in_transaction(work)
-    link = invite_link(settings, token) if token else None
+    link = invite_link(settings.public_url, token) if token else None
     if as_json:
         print_json({"id": doctor.id, "name": doctor.name, "email": doctor.email, "invite": link})
         return
     out.print(doctor.id)
     if link:
         out.print(f"Invite link (valid 72 h, shown once): {link}")
-
-
-def invite_link(settings: Settings, token: str) -> str:
-    return f"{settings.public_url.rstrip('/')}/invite/{token}"
 
 
 @operator_app.command("add")
@@ -267,7 +260,7 @@ def operator_add(
         return account, await create_invite(connection, account.id, now=now)
 
     account, token = run_in_transaction(work)
-    link = invite_link(settings, token)
+    link = invite_link(settings.public_url, token)
     if as_json:
         print_json({"id": account.id, "email": account.email, "invite": link})
         return

@@ -115,6 +115,11 @@ async def create_invite(
     return token
 
 
+def invite_link(public_url: str, token: str) -> str:
+    """The page where the invited person sets a password."""
+    return f"{public_url.rstrip('/')}/invite/{token}"
+
+
 async def accept_invite(
     connection: AsyncConnection, *, token: str, password: str, now: datetime
 ) -> Account:

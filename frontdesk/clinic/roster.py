@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from frontdesk.auth.accounts import DOCTOR, create_account, create_invite
+from frontdesk.auth.accounts import DOCTOR, Account, create_account
 from frontdesk.clinic.connections import NEEDS_REAUTH
 from frontdesk.clinic.doctors import Doctor, create_doctor, list_doctors
 from frontdesk.db.tables import doctor_instagram
@@ -77,13 +77,13 @@ def needing_reauth(roster: list[RosterEntry]) -> list[RosterEntry]:
     return [entry for _since, _index, entry in sorted(waiting)]
 
 
-async def invite_doctor(
+async def add_doctor(
     connection: AsyncConnection, *, name: str, email: str, now: datetime
-) -> tuple[Doctor, str]:
-    """A new doctor with a sign-in account and a one-time invite token (valid 72 hours).
+) -> tuple[Doctor, Account]:
+    """A new doctor with a sign-in account (no password yet: send an invite).
     Raises DoctorExistsError or AccountExistsError when the email is taken."""
     doctor = await create_doctor(connection, name=name, email=email, now=now)
     account = await create_account(
         connection, email=doctor.email, role=DOCTOR, doctor_id=doctor.id, now=now
     )
-    return doctor, await create_invite(connection, account.id, now=now)
+    return doctor, account

@@ -19,8 +19,9 @@ from frontdesk.api.deps import RuntimeDep
 from frontdesk.api.errors import correlation_id_of
 from frontdesk.api.schemas import MAX_ROW_ID
 from frontdesk.audit import list_audit
+from frontdesk.auth.accounts import create_invite, invite_link
 from frontdesk.clinic.doctors import list_doctors
-from frontdesk.clinic.roster import invite_doctor, list_roster, needing_reauth
+from frontdesk.clinic.roster import add_doctor, list_roster, needing_reauth
 from frontdesk.db.engine import transaction
 from frontdesk.db.tenancy import system_transaction
 from frontdesk.errors import FrontdeskError
@@ -432,10 +433,6 @@ async def doctors(request: Request, runtime: RuntimeDep, user: OperatorPage) -> 
     return await _doctors_page(request, runtime, user, form={})
 
 
-def _invite_link(public_url: str, token: str) -> str:
-    return f"{public_url.rstrip('/')}/invite/{token}"
-
-
 @router.post("/ops/doctors", response_class=HTMLResponse)
 async def invite(request: Request, runtime: RuntimeDep, user: OperatorPage) -> HTMLResponse:
     form = await check_form(request, user)
@@ -444,9 +441,10 @@ async def invite(request: Request, runtime: RuntimeDep, user: OperatorPage) -> H
     entered = {"name": name, "email": email}
     try:
         async with transaction(runtime.engine) as connection:
-            doctor, token = await invite_doctor(
+            doctor, account = await add_doctor(
                 connection, name=name, email=email, now=runtime.clock.now()
             )
+            token = await create_invite(connection, account.id, now=runtime.clock.now())
     except FrontdeskError as error:
         return await _doctors_page(
             request, runtime, user, status=400, form=entered, error=error.reason
@@ -458,7 +456,7 @@ async def invite(request: Request, runtime: RuntimeDep, user: OperatorPage) -> H
         status=201,
         form={},
         invited=doctor,
-        invite_link=_invite_link(runtime.settings.public_url, token),
+        invite_link=invite_link(runtime.settings.public_url, token),
     )
     page.headers["Cache-Control"] = "no-store"  # the link is shown once; keep it out of caches
     return page
