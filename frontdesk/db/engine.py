@@ -17,6 +17,14 @@ class DatabaseUnavailableError(Exception):
     """The database could not be reached or stayed locked past the allowed wait."""
 
 
+class TransactionConflictError(DatabaseUnavailableError):
+    """PostgreSQL aborted the transaction to break a deadlock or a serialization conflict;
+    running the same work again is the remedy."""
+
+
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
 def async_url(database_url: str) -> URL:
     """Map the settings' plain URL to the async driver SQLAlchemy should use."""
     url = make_url(database_url)
@@ -112,8 +120,11 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         async with engine.begin() as connection:
             yield connection
     except (OperationalError, DBAPIError) as exc:
+        name = type(exc.orig).__name__ if exc.orig else ""
+        if getattr(exc.orig, "sqlstate", None) in CONFLICT_SQLSTATES:
+            raise TransactionConflictError(name) from exc
         if _is_unavailable(exc):
-            raise DatabaseUnavailableError(type(exc.orig).__name__ if exc.orig else "") from exc
+            raise DatabaseUnavailableError(name) from exc
         raise
     except OSError as exc:
         raise DatabaseUnavailableError(type(exc).__name__) from exc

@@ -10,12 +10,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import stamina
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from frontdesk.audit import write_audit
 from frontdesk.clock import Clock
 from frontdesk.crypto import Keyring
-from frontdesk.db.engine import DatabaseUnavailableError, transaction
+from frontdesk.db.engine import (
+    DatabaseUnavailableError,
+    TransactionConflictError,
+    transaction,
+)
 from frontdesk.db.statements import insert_or_skip
 from frontdesk.db.tables import webhook_deliveries, webhook_events
 from frontdesk.logs import get_logger
@@ -131,8 +136,7 @@ class IntakeWriter:
 
     async def _commit_group(self, group: list[_Pending]) -> None:
         try:
-            async with transaction(self._engine) as connection:
-                results = [await self._write(connection, pending) for pending in group]
+            results = await self._write_group(group)
         except DatabaseUnavailableError as exc:
             for pending in group:
                 self._fail(pending, exc)
@@ -150,6 +154,13 @@ class IntakeWriter:
                 pending.done.set_result(result)
         if self._on_commit is not None:
             self._on_commit()
+
+    @stamina.retry(on=TransactionConflictError, attempts=3, wait_initial=0.01, wait_max=0.2)
+    async def _write_group(self, group: list[_Pending]) -> list[IntakeResult]:
+        # Another intake process inserting the same keys can deadlock with this group (two
+        # redeliveries at once); PostgreSQL aborts one side and the same work simply runs again.
+        async with transaction(self._engine) as connection:
+            return [await self._write(connection, pending) for pending in group]
 
     def _fail(self, pending: _Pending, error: Exception) -> None:
         log.warning(
