@@ -36,3 +36,27 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
+
+# Benchmarks, separate from the tests: every scenario on loopback, each bounded in time; prints
+# a table and writes bench/results/latest.json (docs/benchmarks.md). wrk comes from apt when
+# missing; without it the harness falls back to its own Python load generator.
+.PHONY: bench
+bench: $(VENV)/.installed
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; } || \
+		echo "wrk unavailable: using the Python load generator"
+	$(BIN)/python -m bench.run
+
+# The long fault-injection run (tests/reliability, docs/reliability.md): on a fresh PostgreSQL
+# database when none is configured and one answers on 127.0.0.1:5432; prints the table.
+.PHONY: faults
+faults: $(VENV)/.installed-test
+	@set -eu; url="$${FRONTDESK_TEST_DATABASE_URL:-}"; created=""; \
+	pg() { psql -h 127.0.0.1 -U postgres -d postgres -v ON_ERROR_STOP=1 -qc "$$1"; }; \
+	if [ -z "$$url" ] && pg_isready -h 127.0.0.1 -p 5432 -q; then \
+		created="frontdesk_faults_$$$$"; pg "CREATE DATABASE $$created"; \
+		url="postgresql://postgres@127.0.0.1:5432/$$created"; \
+	fi; \
+	trap '[ -z "$$created" ] || pg "DROP DATABASE IF EXISTS $$created WITH (FORCE)"' EXIT; \
+	FRONTDESK_TEST_DATABASE_URL="$$url" FRONTDESK_RELIABILITY=long \
+		$(BIN)/pytest tests/reliability -p no:cacheprovider -q -rxX
