@@ -36,7 +36,7 @@ from bench.wrkload import wrk_path
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
 # Upper bounds per scenario (seconds); every step inside has its own, smaller bound too.
-BOUNDS = {"intake": 420, "latency": 120, "drain": 420, "memory": 200, "tenants": 300, "e2e": 300}
+BOUNDS = {"intake": 480, "latency": 240, "drain": 480, "memory": 200, "tenants": 300, "e2e": 300}
 QUICK_BOUNDS = {"intake": 60, "latency": 30, "drain": 60, "memory": 30, "tenants": 60, "e2e": 60}
 
 

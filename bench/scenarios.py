@@ -182,6 +182,7 @@ class Bench:
         warmup: float = 0.0,
         record: bool = False,
         count: int = 0,
+        grace: float = 15.0,
     ) -> dict[str, Any]:
         """One load run from a separate process: wrk for closed loops when available (and
         nothing per request is needed), else the Python generator."""
@@ -205,6 +206,7 @@ class Bench:
             warmup=warmup,
             record=record,
             count=count,
+            grace=grace,
             out_dir=self.run_dir / "loadgen",
         )
 
@@ -306,7 +308,8 @@ def _intake_runs(
     runs = []
     for number in range(config.runs):
         # Frontdesk stores every delivery: give it unique bodies (a wrapped pool would replay).
-        pool = make_pool(int(expected_rate * config.intake_duration * 2.5) + 200)
+        # The warm-up may have been slow (cold connections), hence the floors in make_pool.
+        pool = make_pool(int(expected_rate * config.intake_duration * 2.5) + 4 * config.concurrency)
         before = stored_events(instance) if instance else 0
         meter = CpuMeter([server]).start()
         result = bench.load(url, pool, duration=config.intake_duration)
@@ -363,12 +366,12 @@ def _pool_maker(bench: Bench, payload: str, secret: str, *, unique: bool) -> Cal
 
     def make(size: int) -> Pool:
         if payload == "single":
-            size = max(size, 2_000) if unique else 5_000
+            size = max(size, 3_000) if unique else 5_000
             if not unique:
                 shared.setdefault("pool", bench.singles(size, secret))
                 return shared["pool"]
             return bench.singles(size, secret)
-        size = max(size, 200) if unique else 500
+        size = max(size, 600) if unique else 500
         if not unique:
             shared.setdefault("pool", bench.batches(size, secret))
             return shared["pool"]
@@ -550,6 +553,9 @@ def _latency_mode(bench: Bench, mode: str) -> Row:
                 duration=config.latency_duration,
                 rate=config.latency_rate,
                 warmup=config.latency_warmup,
+                # An overloaded server would keep answering the backlog for many seconds;
+                # what is still unanswered 5 s after the last request was due counts as failed.
+                grace=5.0,
             )
             require_delivered(result, f"latency/{mode} run {number + 1}", strict=False)
             runs.append(

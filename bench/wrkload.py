@@ -93,6 +93,7 @@ def run_python_loadgen(
     record: bool = False,
     max_connections: int = 64,
     count: int = 0,
+    grace: float = 15.0,
     out_dir: Path,
 ) -> dict[str, object]:
     """Run bench.loadgen in its own process and return its JSON."""
@@ -116,6 +117,8 @@ def run_python_loadgen(
         str(out),
         "--count",
         str(count),
+        "--grace",
+        str(grace),
     ]
     if rate:
         argv += ["--rate", str(rate)]

@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 from frontdesk.clinic.connections import link_instagram
 from frontdesk.clinic.doctors import create_doctor
@@ -235,11 +235,12 @@ class Processes:
         for log in self._logs:
             log.close()
 
-    def logs(self) -> str:
-        """Every process's output (ids and counts only: the product logs no patient data)."""
+    def logs(self, tail: int | None = 4000) -> str:
+        """Every process's output, the last `tail` characters of each (all with None)."""
         parts = []
         for path in sorted(self.log_dir.glob("*.log")):
-            parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}")
+            text = path.read_text(errors="replace")
+            parts.append(f"--- {path.name}\n{text if tail is None else text[-tail:]}")
         return "\n".join(parts)
 
 
@@ -307,7 +308,7 @@ class FaultyGraphApi(FakeGraphApi):
         self.injected: Counter[str] = Counter()
         self._faults_of: Counter[str] = Counter()
 
-    async def _handle_send(self, request: Request) -> Response:
+    async def _handle_send(self, request: Request) -> JSONResponse:
         arrived = time.monotonic()
         recipient = _recipient_of(await request.body())
         fault = self._draw(recipient)

@@ -17,7 +17,8 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 CHUNK = 65536
 
@@ -75,9 +76,8 @@ class TcpProxy:
     def is_cut(self) -> bool:
         return self._cut
 
-    def _call(self, coroutine: object) -> None:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)  # type: ignore[arg-type]
-        future.result(timeout=10)
+    def _call(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
 
     async def _listen(self) -> None:
         await self._set_flowing(True)

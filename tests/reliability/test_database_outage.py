@@ -15,7 +15,7 @@ import httpx2
 import pytest
 from sqlalchemy.engine import make_url
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse
 
 from frontdesk.crypto import Keyring
 from tests.reliability.harness import (
@@ -23,9 +23,12 @@ from tests.reliability.harness import (
     Dm,
     FaultReport,
     FaultyGraphApi,
+    Kill,
     Ledger,
     deliver_until_accepted,
     delivery_body,
+    describe_doubles,
+    doubles_per_kill,
     duplicate_sends,
     free_port,
     http_client,
@@ -134,6 +137,8 @@ async def test_intake_answers_503_quickly_while_the_database_is_away_and_loses_n
         default=float("inf"),
     )
     doubles = duplicate_sends(fake.sends_per_recipient())
+    # The known gap (see the xfail below): a reply Meta accepted just as the database went.
+    [at_the_cut] = doubles_per_kill(fake, [Kill(cut_at, 0.0)])
     report(
         FaultReport(
             fault=f"database {mode} for {outage:.0f} s under intake load",
@@ -146,7 +151,7 @@ async def test_intake_answers_503_quickly_while_the_database_is_away_and_loses_n
             acknowledged=first_outcome.acknowledged,
             processed=first_outcome.processed,
             lost=len(first_outcome.lost),
-            duplicate_sends=str(doubles),
+            duplicate_sends=f"{doubles} ({at_the_cut} accepted by Meta as the database went)",
             seconds=time.monotonic() - started,
             notes=f"answers {dict(statuses)}; during the cut {dict(during_statuses)}, "
             f"slowest {slowest:.2f} s; 200 again {recovered_after:.2f} s after restore; "
@@ -162,7 +167,9 @@ async def test_intake_answers_503_quickly_while_the_database_is_away_and_loses_n
     assert first_outcome.lost == [], f"acknowledged, not processed: {first_outcome.other_statuses}"
     assert outcome.lost == [], "redelivered events were processed too"
     assert inbound_rows == inbound_mids == len(posted)
-    assert doubles == 0
+    assert doubles == at_the_cut, "no double send but one Meta accepted as the database went\n" + (
+        describe_doubles(fake, [Kill(cut_at, 0.0)])
+    )
 
 
 async def keep_posting(
@@ -196,7 +203,7 @@ class CutsTheDatabaseWhenItAnswers(FaultyGraphApi):
         self.proxy = proxy
         self.cut_at: float | None = None
 
-    async def _handle_send(self, request: Request) -> Response:
+    async def _handle_send(self, request: Request) -> JSONResponse:
         response = await super()._handle_send(request)
         if self.cut_at is None and response.status_code == 200:
             self.proxy.cut()
@@ -204,18 +211,20 @@ class CutsTheDatabaseWhenItAnswers(FaultyGraphApi):
         return response
 
 
-@pytest.mark.postgres
-@pytest.mark.xfail(
-    reason="product bug: ReplySender._record_sent retries for well under a second; a database "
-    "away for longer leaves the accepted reply pending and the retried event sends it again",
-    strict=True,
-)
-async def test_a_reply_meta_accepted_is_sent_once_though_the_database_drops_before_recording(
-    postgres_url: str, encryption_key: str, keyring: Keyring, tmp_path: Path
-) -> None:
+@dataclass(frozen=True)
+class CutOnAnswer:
+    fake: CutsTheDatabaseWhenItAnswers
+    drained: bool
+    logs: str  # every line every process wrote
+
+
+async def cut_the_database_as_meta_answers(
+    postgres_url: str, encryption_key: str, keyring: Keyring, tmp_path: Path, dm: Dm, *, away: float
+) -> CutOnAnswer:
+    """One patient's message; the worker reaches PostgreSQL through the proxy, which is cut the
+    moment the fake Graph API accepts the reply, for `away` seconds."""
     await link_doctors(postgres_url, keyring, PAGES[:1])
     direct = make_url(postgres_url)
-    dm = Dm(PAGES[0], "7150000000000000", "m_cut_on_answer", now_ms())
     ledger = Ledger(postgres_url)
     try:
         with proxy_to(direct.host or "127.0.0.1", direct.port or 5432) as proxy:
@@ -243,14 +252,50 @@ async def test_a_reply_meta_accepted_is_sent_once_though_the_database_drops_befo
                     deadline = time.monotonic() + 30
                     while fake.cut_at is None and time.monotonic() < deadline:  # noqa: ASYNC110
                         await asyncio.sleep(0.05)
-                    await asyncio.sleep(3)  # away for three seconds, then back
+                    await asyncio.sleep(away)
                     proxy.restore()
                     drained = await ledger.wait_until_drained(30)
                     await asyncio.sleep(1)  # whatever is sent again arrives by now
-                    logs = group.logs()
+        return CutOnAnswer(fake, drained, group.logs(tail=None))
     finally:
         ledger.close()
 
-    assert fake.cut_at is not None, "the reply was sent"
-    assert drained, logs
-    assert len(fake.sends_to(dm.sender)) == 1, "Meta had accepted it: one copy only"
+
+@pytest.mark.postgres
+@pytest.mark.xfail(
+    reason="product bug: ReplySender._record_sent gives up after four attempts (at most about "
+    "3 s); a database away for longer leaves the accepted reply pending and the retried event "
+    "sends it again",
+    strict=True,
+)
+async def test_a_reply_meta_accepted_is_sent_once_though_the_database_drops_before_recording(
+    postgres_url: str, encryption_key: str, keyring: Keyring, tmp_path: Path
+) -> None:
+    dm = Dm(PAGES[0], "7150000000000000", "m_cut_on_answer", now_ms())
+    run = await cut_the_database_as_meta_answers(
+        postgres_url, encryption_key, keyring, tmp_path, dm, away=3
+    )
+
+    assert run.fake.cut_at is not None, "the reply was sent"
+    assert run.drained, run.logs
+    assert len(run.fake.sends_to(dm.sender)) == 1, "Meta had accepted it: one copy only"
+
+
+@pytest.mark.postgres
+@pytest.mark.xfail(
+    reason="product bug: stamina's default retry hook logs the retried call's arguments; "
+    "ReplySender._record_sent's ReplyThread carries the patient's Instagram-scoped id (and "
+    "IntakeWriter._write_group's pending deliveries carry whole raw bodies)",
+    strict=True,
+)
+async def test_a_write_retried_while_the_database_is_away_logs_no_patient_id(
+    postgres_url: str, encryption_key: str, keyring: Keyring, tmp_path: Path
+) -> None:
+    dm = Dm(PAGES[0], "7160000000000000", "m_cut_for_logs", now_ms())
+    run = await cut_the_database_as_meta_answers(
+        postgres_url, encryption_key, keyring, tmp_path, dm, away=1
+    )
+
+    assert run.fake.cut_at is not None, "the reply was sent and its record retried"
+    assert dm.sender not in run.logs, "the patient's Instagram-scoped id reached a log"
+    assert "hello from" not in run.logs, "message text reached a log"

@@ -35,7 +35,7 @@ from tests.reliability.harness import (
 PAGES = ("17841400000000401", "17841400000000402")
 COPIES = 3
 IN_FLIGHT = 8  # deliveries at once, each with its three copies
-ROUNDS = 2
+ROUNDS = 3
 
 
 @pytest.mark.parametrize("database", scenario_databases())
@@ -68,7 +68,7 @@ async def test_the_same_deliveries_posted_three_times_at_once_store_one_set_of_e
                 limit = asyncio.Semaphore(IN_FLIGHT)
                 deadline = time.monotonic() + sized(60, 300)
 
-                async def three_copies(body: bytes) -> list[tuple[Answer, int]]:
+                async def three_copies(body: bytes) -> list[tuple[Answer, list[Answer]]]:
                     async with limit:
                         return list(
                             await asyncio.gather(
@@ -137,7 +137,7 @@ async def test_the_same_deliveries_posted_three_times_at_once_store_one_set_of_e
 @pytest.mark.xfail(
     reason="product bug: two intake processes' group commits insert overlapping event keys in "
     "different orders, PostgreSQL aborts one with a deadlock and its whole group is answered 503 "
-    "(nothing is lost: Meta delivers again)",
+    "(nothing is lost: Meta delivers again); timing decides whether a run meets it",
     strict=False,
 )
 async def test_two_intake_processes_taking_the_same_deliveries_at_once_refuse_none(
@@ -152,8 +152,10 @@ async def test_two_intake_processes_taking_the_same_deliveries_at_once_refuse_no
             await group.start_server(instance, "api", port)
         first, second = (f"http://127.0.0.1:{port}/webhooks/instagram" for port in ports)
         for round_ in range(ROUNDS):
-            dms = conversations(PAGES, 400, 1, tag=f"deadlock_{round_}", first_sender=round_ * 1000)
-            bodies = [delivery_body(dms[at : at + 20]) for at in range(0, len(dms), 20)]
+            dms = conversations(
+                PAGES, 1000, 1, tag=f"deadlock_{round_}", first_sender=round_ * 1000
+            )
+            bodies = [delivery_body(dms[at : at + 100]) for at in range(0, len(dms), 100)]
             # The same deliveries, at the same moment, in opposite orders.
             answers = await asyncio.gather(
                 *(post_delivery(http, first, body) for body in bodies),
