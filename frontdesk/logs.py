@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping, MutableMapping
 from typing import IO, Any
 
+import stamina.instrumentation
 import structlog
 
 from frontdesk.privacy import SENSITIVE_KEYS
@@ -108,6 +109,19 @@ def configure_logging(
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").disabled = True
+    stamina.instrumentation.set_on_retry_hooks([log_retry_without_arguments])
+
+
+def log_retry_without_arguments(details: stamina.instrumentation.RetryDetails) -> None:
+    """stamina's own hooks log the retried call's arguments and the exception's repr, which can
+    be a patient's id or a whole webhook body; this one keeps the name, the count and the wait."""
+    get_logger("stamina").warning(
+        "retry_scheduled",
+        callable=details.name,
+        retry_num=details.retry_num,
+        wait_for=round(details.wait_for, 2),
+        error_class=type(details.caused_by).__name__,
+    )
 
 
 def log_loop_exception(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

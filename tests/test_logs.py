@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import stamina
 import structlog
 
 from frontdesk.logs import (
@@ -28,7 +29,9 @@ def restore_logging() -> Iterator[None]:
     quiet = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
     access_disabled = logging.getLogger("uvicorn.access").disabled
     structlog_config = structlog.get_config()
+    retry_hooks = stamina.instrumentation.get_on_retry_hooks()
     yield
+    stamina.instrumentation.set_on_retry_hooks(retry_hooks)
     clear_context()
     root.handlers = handlers
     root.setLevel(level)
@@ -180,3 +183,24 @@ def test_redact_replaces_sensitive_values_at_any_depth() -> None:
         "payload": REDACTED,
         "keep": ["code", 2],
     }
+
+
+def test_a_retried_call_is_logged_without_its_arguments_or_the_error_text(
+    stream: io.StringIO,
+) -> None:
+    failures = iter([ConnectionError("patient 7150000000000001 said hello")])
+
+    @stamina.retry(on=ConnectionError, attempts=2, wait_initial=0.0, wait_jitter=0.0)
+    def record_sent(recipient_id: str, *, text: str) -> None:
+        error = next(failures, None)
+        if error:
+            raise error
+
+    record_sent("7150000000000001", text="my private symptoms")
+
+    [line] = [line for line in _lines(stream) if line["event"] == "retry_scheduled"]
+    assert line["callable"].endswith("record_sent")
+    assert line["retry_num"] == 1
+    assert line["error_class"] == "ConnectionError"
+    assert "7150000000000001" not in stream.getvalue()
+    assert "private symptoms" not in stream.getvalue()

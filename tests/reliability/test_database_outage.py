@@ -282,12 +282,6 @@ async def test_a_reply_meta_accepted_is_sent_once_though_the_database_drops_befo
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    reason="product bug: stamina's default retry hook logs the retried call's arguments; "
-    "ReplySender._record_sent's ReplyThread carries the patient's Instagram-scoped id (and "
-    "IntakeWriter._write_group's pending deliveries carry whole raw bodies)",
-    strict=True,
-)
 async def test_a_write_retried_while_the_database_is_away_logs_no_patient_id(
     postgres_url: str, encryption_key: str, keyring: Keyring, tmp_path: Path
 ) -> None:
