@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -157,10 +158,23 @@ class IntakeWriter:
 
     @stamina.retry(on=TransactionConflictError, attempts=3, wait_initial=0.01, wait_max=0.2)
     async def _write_group(self, group: list[_Pending]) -> list[IntakeResult]:
-        # Another intake process inserting the same keys can deadlock with this group (two
-        # redeliveries at once); PostgreSQL aborts one side and the same work simply runs again.
+        # A conflict is another writer's deadlock or serialization failure (see _insert_events
+        # for why it should be rare); the same work simply runs again.
         async with transaction(self._engine) as connection:
-            return [await self._write(connection, pending) for pending in group]
+            hashes = [hashlib.sha256(pending.body).hexdigest() for pending in group]
+            delivery_ids = [
+                await self._insert_delivery(connection, pending, body_sha256)
+                for pending, body_sha256 in zip(group, hashes, strict=True)
+            ]
+            inserted = await self._insert_events(connection, group, delivery_ids, hashes)
+            return [
+                await self._finish_delivery(
+                    connection, pending, delivery_id, body_sha256, inserted[delivery_id]
+                )
+                for pending, delivery_id, body_sha256 in zip(
+                    group, delivery_ids, hashes, strict=True
+                )
+            ]
 
     def _fail(self, pending: _Pending, error: Exception) -> None:
         log.warning(
@@ -171,12 +185,15 @@ class IntakeWriter:
         if not pending.done.done() and not pending.abandoned:
             pending.done.set_exception(DatabaseUnavailableError("intake commit failed"))
 
-    async def _write(self, connection: AsyncConnection, pending: _Pending) -> IntakeResult:
-        body_sha256 = hashlib.sha256(pending.body).hexdigest()
-        delivery_id = await self._insert_delivery(connection, pending, body_sha256)
-        inserted = await self._insert_events(connection, pending, delivery_id)
-        total = len(pending.split.events)
-        duplicates = total - inserted
+    async def _finish_delivery(
+        self,
+        connection: AsyncConnection,
+        pending: _Pending,
+        delivery_id: int,
+        body_sha256: str,
+        inserted: int,
+    ) -> IntakeResult:
+        duplicates = len(pending.split.events) - inserted
         await connection.execute(
             webhook_deliveries.update()
             .where(webhook_deliveries.c.id == delivery_id)
@@ -224,56 +241,66 @@ class IntakeWriter:
         return int(result.scalar_one())
 
     async def _insert_events(
-        self, connection: AsyncConnection, pending: _Pending, delivery_id: int
-    ) -> int:
-        rows = self._event_rows(_unique_by_key(pending.split.events), pending, delivery_id)
-        inserted = 0
-        for start in range(0, len(rows), INSERT_CHUNK):
+        self,
+        connection: AsyncConnection,
+        group: list[_Pending],
+        delivery_ids: list[int],
+        hashes: list[str],
+    ) -> Counter[int]:
+        """Insert the group's new events and return how many each delivery inserted.
+
+        Deliveries go in the order of their body hashes, each in its own order: Meta redelivers
+        the same bytes, so two writers holding the same deliveries take their keys in the same
+        order and cannot deadlock, and events of one delivery keep their order (ties between
+        equal timestamps are broken by id). The first delivery to carry a key owns the event.
+        """
+        rows: dict[str, dict[str, object]] = {}
+        for _, pending, delivery_id in sorted(
+            zip(hashes, group, delivery_ids, strict=True), key=lambda item: item[0]
+        ):
+            for event in pending.split.events:
+                if event.event_key not in rows:
+                    rows[event.event_key] = self._event_row(event, pending, delivery_id)
+        ordered = list(rows.values())
+        inserted: Counter[int] = Counter()
+        for start in range(0, len(ordered), INSERT_CHUNK):
             statement = insert_or_skip(connection, webhook_events, ["provider", "event_key"])
             result = await connection.execute(
-                statement.values(rows[start : start + INSERT_CHUNK]).returning(webhook_events.c.id)
+                statement.values(ordered[start : start + INSERT_CHUNK]).returning(
+                    webhook_events.c.delivery_id
+                )
             )
-            inserted += len(result.all())
+            inserted.update(int(delivery_id) for delivery_id in result.scalars())
         return inserted
 
-    def _event_rows(
-        self, events: Sequence[SplitEvent], pending: _Pending, delivery_id: int
-    ) -> list[dict[str, object]]:
+    def _event_row(
+        self, event: SplitEvent, pending: _Pending, delivery_id: int
+    ) -> dict[str, object]:
         now = pending.received_at
-        return [
-            {
-                "provider": PROVIDER,
-                "event_key": event.event_key,
-                "delivery_id": delivery_id,
-                "correlation_id": pending.correlation_id,
-                "kind": event.kind,
-                "page_id": event.page_id,
-                "ordering_key": event.ordering_key,
-                "occurred_at": _occurred_at(event, now),
-                "received_at": now,
-                "status": "queued",
-                "attempts": 0,
-                "available_at": now,
-                "payload_encrypted": self._keyring.encrypt(
-                    json.dumps(event.payload, separators=(",", ":")).encode(),
-                    event_associated_data(PROVIDER, event.event_key),
-                ),
-                "updated_at": now,
-            }
-            for event in events
-        ]
+        return {
+            "provider": PROVIDER,
+            "event_key": event.event_key,
+            "delivery_id": delivery_id,
+            "correlation_id": pending.correlation_id,
+            "kind": event.kind,
+            "page_id": event.page_id,
+            "ordering_key": event.ordering_key,
+            "occurred_at": _occurred_at(event, now),
+            "received_at": now,
+            "status": "queued",
+            "attempts": 0,
+            "available_at": now,
+            "payload_encrypted": self._keyring.encrypt(
+                json.dumps(event.payload, separators=(",", ":")).encode(),
+                event_associated_data(PROVIDER, event.event_key),
+            ),
+            "updated_at": now,
+        }
 
 
 def _log_unexpected_stop(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("intake_writer_stopped", error_class=type(task.exception()).__name__)
-
-
-def _unique_by_key(events: Sequence[SplitEvent]) -> list[SplitEvent]:
-    seen: dict[str, SplitEvent] = {}
-    for event in events:
-        seen.setdefault(event.event_key, event)
-    return list(seen.values())
 
 
 def _occurred_at(event: SplitEvent, received_at: datetime) -> datetime:

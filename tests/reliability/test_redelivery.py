@@ -134,12 +134,6 @@ async def test_the_same_deliveries_posted_three_times_at_once_store_one_set_of_e
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    reason="product bug: two intake processes' group commits insert overlapping event keys in "
-    "different orders, PostgreSQL aborts one with a deadlock and its whole group is answered 503 "
-    "(nothing is lost: Meta delivers again); timing decides whether a run meets it",
-    strict=False,
-)
 async def test_two_intake_processes_taking_the_same_deliveries_at_once_refuse_none(
     postgres_url: str, encryption_key: str, keyring: Keyring, tmp_path: Path
 ) -> None:
