@@ -1,9 +1,11 @@
 """Send stored outbound messages with the doctor's own token, and record how each send ended.
 
 Delivery is at least once where the outcome is unknowable (a timeout, or a crash between Meta's
-answer and our commit) and exactly once everywhere else: a part Meta accepted is marked sent
-(retried locally if the database blinks), and before each part the worker proves it still holds
-the event's lease, so two workers never send the same part side by side.
+answer and our commit) and exactly once everywhere else: a part Meta accepted is marked sent, and
+until that write lands the process remembers it, so a database outage right after Meta's answer
+makes this process record the part when the database is back rather than send it again. Before
+each part the worker proves it still holds the event's lease, so two workers never send the same
+part side by side.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ SENT = "sent"
 PENDING = "pending"
 FAILED = "failed"
 HELD = "held"
+
+# How long a part Meta accepted keeps trying to be recorded before its event is retried.
+RECORD_SENT_PATIENCE_SECONDS = 30.0
 
 LeaseKeeper = Callable[[], Awaitable[bool]]
 
@@ -80,6 +85,8 @@ class ReplySender:
         self._graph = graph
         self._clock = clock
         self._metrics = metrics
+        # Parts Meta accepted whose "sent" is not committed yet: message id -> Meta's id.
+        self._accepted_unrecorded: dict[str, str] = {}
 
     async def send_replies(self, thread: ReplyThread, event_id: int) -> SendSummary:
         """Send what was planned for an inbound event. Raises TransientError to retry the rest
@@ -104,6 +111,10 @@ class ReplySender:
             await self._mark(thread, unsent, HELD, "connection_not_active")
             return SendSummary(sent=0, held=len(unsent), already_sent=already_sent)
         for index, message in enumerate(unsent):
+            accepted = self._accepted_unrecorded.get(message.id)
+            if accepted is not None:
+                await self._record_sent(thread, message.id, accepted)
+                continue
             if thread.keep_lease is not None and not await thread.keep_lease():
                 raise LeaseLostError("lease_lost")
             try:
@@ -138,13 +149,27 @@ class ReplySender:
             await self._mark(thread, [message], PENDING, error.reason)
             raise
         self._metrics.sends.labels("sent").inc()
+        self._accepted_unrecorded[message.id] = graph_message_id
         await self._record_sent(thread, message.id, graph_message_id)
 
-    @stamina.retry(on=DatabaseUnavailableError, attempts=4, wait_initial=0.05, wait_max=1.0)
     async def _record_sent(
         self, thread: ReplyThread, message_id: str, graph_message_id: str
     ) -> None:
-        # Meta has the message: losing this write would send it again on retry.
+        """Meta has the message: losing this write would send it again. It is retried for a
+        while; if the database stays away, the event's retry records it instead of sending."""
+        await self._write_sent(thread, message_id, graph_message_id)
+        self._accepted_unrecorded.pop(message_id, None)
+
+    @stamina.retry(
+        on=DatabaseUnavailableError,
+        attempts=None,
+        timeout=RECORD_SENT_PATIENCE_SECONDS,
+        wait_initial=0.05,
+        wait_max=0.5,
+    )
+    async def _write_sent(
+        self, thread: ReplyThread, message_id: str, graph_message_id: str
+    ) -> None:
         now = self._clock.now()
         async with doctor_transaction(self._engine, thread.doctor_id) as connection:
             await mark_reply_sent(

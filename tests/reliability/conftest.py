@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import stamina
 import structlog
 
 from frontdesk.crypto import Keyring, generate_key_spec
@@ -15,12 +16,6 @@ from frontdesk.db.migrate import upgrade_to_head
 from frontdesk.logs import QUIET_LOGGERS, clear_context, configure_logging
 from tests.conftest import POSTGRES_URL, _truncate_postgres
 from tests.reliability.harness import REPORTS, render_table
-
-# Not yet part of `make test`: the short run takes about four minutes on two cores and one
-# scenario's latency comparison is sensitive to other load. FRONTDESK_RELIABILITY=short runs the
-# short version, `make faults` (=long) the full one.
-if not os.environ.get("FRONTDESK_RELIABILITY"):
-    collect_ignore_glob = ["test_*.py"]
 
 
 @pytest.fixture
@@ -79,6 +74,7 @@ def product_logging(tmp_path: Path) -> Iterator[Path]:
     quiet = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
     access_disabled = logging.getLogger("uvicorn.access").disabled
     structlog_config = structlog.get_config()
+    retry_hooks = stamina.instrumentation.get_on_retry_hooks()
     path = tmp_path / "frontdesk.log"
     with path.open("w") as stream:
         configure_logging("WARNING", json=True, stream=stream)
@@ -90,3 +86,4 @@ def product_logging(tmp_path: Path) -> Iterator[Path]:
         logging.getLogger(name).setLevel(quiet_level)
     logging.getLogger("uvicorn.access").disabled = access_disabled
     structlog.configure(**structlog_config)
+    stamina.instrumentation.set_on_retry_hooks(retry_hooks)

@@ -141,7 +141,8 @@ async def test_a_poison_event_ends_dead_without_delaying_other_conversations(
     # Held up behind the poison, they would wait seconds for its next retry or its burial.
     assert alongside, "other conversations were handled while the poison was being retried"
     assert max(with_poison) < max(base) + 1.5, "other conversations were held up"
-    assert percentile(alongside, 0.95) < percentile(base, 0.95) + 0.5
+    # Half a retry delay of margin: a machine shared with other work jitters, a block does not.
+    assert percentile(alongside, 0.95) < percentile(base, 0.95) + 1.0
     assert waited.finished_at >= dead.finished_at, "its own conversation keeps its order"
     logged = await asyncio.to_thread(product_logging.read_text)
     assert "handler_crashed" in logged
