@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import httpx2
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from frontdesk.app import create_app
@@ -27,17 +29,73 @@ from frontdesk.crypto import generate_key_spec
 from frontdesk.db.engine import create_engine as create_async_engine_for
 from frontdesk.db.engine import sync_url, transaction
 from frontdesk.db.migrate import upgrade_to_head
-from frontdesk.db.tables import metadata
+from frontdesk.db.tables import audit_logs, metadata
+from frontdesk.logs import configure_logging
 from frontdesk.runtime import Runtime
 from frontdesk.testing.fake_graph import FakeGraphApi
 from frontdesk.testing.payloads import encode
 from frontdesk.testing.signing import signed_headers
+from tests.canaries import SUITE
 
 APP_SECRET = "test-app-secret"
 VERIFY_TOKEN = "test-verify-token"
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 POSTGRES_URL = os.environ.get("FRONTDESK_TEST_DATABASE_URL", "")
 DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+APP_SECRETS = ("an-old-secret", APP_SECRET)
+for _secret in (*APP_SECRETS, VERIFY_TOKEN, "ig-app-secret", "fb-app-secret"):
+    SUITE.add(_secret, "secret")
+
+
+SUITE_LOG: list[Path] = []  # the session's log file, once the first test has started
+
+
+class _Tee:
+    """Writes to the session's log file and to the test's captured output (shown on failure)."""
+
+    def __init__(self, *streams: IO[str]) -> None:
+        self._streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self._streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self._streams:
+            stream.flush()
+
+
+@pytest.fixture(scope="session")
+def suite_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IO[str]]:
+    path = tmp_path_factory.getbasetemp() / "suite.log"
+    SUITE_LOG.append(path)
+    with path.open("w") as stream:
+        yield stream
+
+
+@pytest.fixture(autouse=True)
+def logs_through_the_product_pipeline(suite_log: IO[str]) -> None:
+    """Every test logs as `frontdesk serve` does, at DEBUG, into the session's log file, which
+    the canary check reads when the session ends (see tests/canaries.py)."""
+    configure_logging("DEBUG", json=True, stream=_Tee(suite_log, sys.stdout))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not SUITE_LOG:
+        return
+    with SUITE_LOG[0].open(errors="replace") as log:
+        findings = SUITE.lines_holding_any(log)
+    if not findings:
+        return
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("")
+        reporter.write_sep("=", "canary check failed", red=True)
+        for number, kinds in findings[:50]:
+            reporter.write_line(f"{SUITE_LOG[0]}:{number}: holds a {', '.join(sorted(kinds))}")
 
 
 def ms(moment: datetime) -> int:
@@ -91,12 +149,14 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
+    encryption_key = generate_key_spec()
+    SUITE.add(encryption_key, "encryption key")
     return Settings(
         var_dir=tmp_path / "var",
         database_url=database_url,
-        app_secrets=["an-old-secret", APP_SECRET],
+        app_secrets=list(APP_SECRETS),
         verify_token=VERIFY_TOKEN,
-        encryption_keys=[generate_key_spec()],
+        encryption_keys=[encryption_key],
         graph_api_url="http://graph.instagram.test",
         facebook_graph_api_url="http://graph.facebook.test",
         instagram_authorize_url="http://www.instagram.test/oauth/authorize",
@@ -128,7 +188,16 @@ async def runtime(
         worker_id="test-worker",
     )
     yield instance
+    SUITE.add_fake_graph(fake_graph)
+    await _assert_no_canary_in_audit_rows(instance)
     await instance.stop()
+
+
+async def _assert_no_canary_in_audit_rows(runtime: Runtime) -> None:
+    async with unscoped(runtime) as connection:
+        rows = (await connection.execute(select(audit_logs))).all()
+    leaks = {kind for row in rows for kind in SUITE.found_in(repr(tuple(row)))}
+    assert not leaks, f"an audit row holds a {', '.join(sorted(leaks))}"
 
 
 @pytest.fixture
@@ -143,6 +212,7 @@ async def client(runtime: Runtime) -> AsyncIterator[httpx2.AsyncClient]:
 async def post_delivery(
     client: httpx2.AsyncClient, payload: object, *, secret: str = APP_SECRET
 ) -> httpx2.Response:
+    SUITE.add_payload(payload)
     body = encode(payload)
     return await client.post(
         "/webhooks/instagram", content=body, headers=signed_headers(body, secret)

@@ -233,6 +233,12 @@ class FakeGraphApi:
         """Successful sends addressed to ``recipient_id``, oldest first."""
         return [send for send in self.sends if send.recipient_id == recipient_id]
 
+    def issued_secrets(self) -> list[str]:
+        """Every token and authorization code this fake handed out: values that must never
+        appear in a log, an audit row or a URL Frontdesk logs."""
+        codes = [code for by_login in self._codes.values() for code in by_login]
+        return [*self._tokens, *codes]
+
     def reset(self) -> None:
         """Forget sends, attempts, token requests, subscriptions, scripted failures and
         rejected tokens. Accounts, pages, and the codes and tokens issued so far stay."""
