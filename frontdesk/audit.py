@@ -4,7 +4,7 @@ and the listing operators read."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,6 +47,34 @@ def _check_value(value: Any, where: str) -> None:
         raise AuditMetadataError(f"audit metadata {where!r} is too long to be an id or hash")
 
 
+def audit_row(
+    *,
+    now: datetime,
+    resource_type: str,
+    action: str,
+    status: str,
+    correlation_id: str | None = None,
+    resource_id: str | None = None,
+    doctor_id: str | None = None,
+    error_message: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The values of one audit row, its metadata checked for anything that must not be kept."""
+    record = dict(metadata or {})
+    check_metadata(record)
+    return {
+        "created_at": now,
+        "correlation_id": correlation_id,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "action": action,
+        "status": status,
+        "error_message": error_message,
+        "metadata": record,
+        "doctor_id": doctor_id,
+    }
+
+
 async def write_audit(
     connection: AsyncConnection,
     *,
@@ -61,21 +89,24 @@ async def write_audit(
     metadata: Mapping[str, Any] | None = None,
 ) -> None:
     """Append one audit row in the caller's transaction."""
-    record = dict(metadata or {})
-    check_metadata(record)
-    await connection.execute(
-        audit_logs.insert().values(
-            created_at=now,
-            correlation_id=correlation_id,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            action=action,
-            status=status,
-            error_message=error_message,
-            metadata=record,
-            doctor_id=doctor_id,
-        )
+    row = audit_row(
+        now=now,
+        resource_type=resource_type,
+        action=action,
+        status=status,
+        correlation_id=correlation_id,
+        resource_id=resource_id,
+        doctor_id=doctor_id,
+        error_message=error_message,
+        metadata=metadata,
     )
+    await connection.execute(audit_logs.insert().values(row))
+
+
+async def write_audits(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Append rows made by `audit_row` in the caller's transaction, in one statement."""
+    if rows:
+        await connection.execute(audit_logs.insert(), [dict(row) for row in rows])
 
 
 def hash_identifier(value: str) -> str:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import stamina
+from sqlalchemy import bindparam
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from frontdesk.audit import write_audit
+from frontdesk.audit import audit_row, write_audits
 from frontdesk.clock import Clock
 from frontdesk.crypto import Keyring
 from frontdesk.db.engine import (
@@ -32,7 +33,6 @@ log = get_logger(__name__)
 MAX_GROUP = 128
 MAX_WAITING = 2_000
 MAX_WAITING_BYTES = 128 * 1024 * 1024
-INSERT_CHUNK = 500  # rows per statement, well under SQLite's bound-parameter limit
 
 
 @dataclass(frozen=True)
@@ -158,23 +158,33 @@ class IntakeWriter:
 
     @stamina.retry(on=TransactionConflictError, attempts=3, wait_initial=0.01, wait_max=0.2)
     async def _write_group(self, group: list[_Pending]) -> list[IntakeResult]:
-        # A conflict is another writer's deadlock or serialization failure (see _insert_events
-        # for why it should be rare); the same work simply runs again.
+        """One statement per table for the whole group: its deliveries, their new events, the
+        counts of deliveries that brought duplicates, their audit rows.
+
+        A conflict is another writer's deadlock or serialization failure (see _insert_events
+        for why it should be rare); the same work simply runs again.
+        """
+        hashes = [hashlib.sha256(pending.body).hexdigest() for pending in group]
         async with transaction(self._engine) as connection:
-            hashes = [hashlib.sha256(pending.body).hexdigest() for pending in group]
-            delivery_ids = [
-                await self._insert_delivery(connection, pending, body_sha256)
-                for pending, body_sha256 in zip(group, hashes, strict=True)
-            ]
+            delivery_ids = await self._insert_deliveries(connection, group, hashes)
             inserted = await self._insert_events(connection, group, delivery_ids, hashes)
-            return [
-                await self._finish_delivery(
-                    connection, pending, delivery_id, body_sha256, inserted[delivery_id]
+            results = [
+                IntakeResult(
+                    delivery_id=delivery_id,
+                    events=inserted[delivery_id],
+                    duplicates=len(pending.split.events) - inserted[delivery_id],
                 )
-                for pending, delivery_id, body_sha256 in zip(
-                    group, delivery_ids, hashes, strict=True
-                )
+                for pending, delivery_id in zip(group, delivery_ids, strict=True)
             ]
+            await self._count_duplicates(connection, results)
+            await write_audits(
+                connection,
+                [
+                    _audit_row(pending, result, body_sha256)
+                    for pending, result, body_sha256 in zip(group, results, hashes, strict=True)
+                ],
+            )
+        return results
 
     def _fail(self, pending: _Pending, error: Exception) -> None:
         log.warning(
@@ -185,60 +195,49 @@ class IntakeWriter:
         if not pending.done.done() and not pending.abandoned:
             pending.done.set_exception(DatabaseUnavailableError("intake commit failed"))
 
-    async def _finish_delivery(
-        self,
-        connection: AsyncConnection,
-        pending: _Pending,
-        delivery_id: int,
-        body_sha256: str,
-        inserted: int,
-    ) -> IntakeResult:
-        duplicates = len(pending.split.events) - inserted
-        await connection.execute(
-            webhook_deliveries.update()
-            .where(webhook_deliveries.c.id == delivery_id)
-            .values(event_count=inserted, duplicate_count=duplicates)
-        )
-        await write_audit(
-            connection,
-            now=pending.received_at,
-            resource_type="webhook",
-            resource_id=str(delivery_id),
-            action="webhook_received",
-            status="success" if pending.split.recognized else "unrecognized",
-            correlation_id=pending.correlation_id,
-            metadata={
+    async def _insert_deliveries(
+        self, connection: AsyncConnection, group: list[_Pending], hashes: list[str]
+    ) -> list[int]:
+        rows = [
+            {
                 "provider": PROVIDER,
-                "delivery_id": delivery_id,
+                "received_at": pending.received_at,
+                "correlation_id": pending.correlation_id,
                 "body_sha256": body_sha256,
-                "body_bytes": len(pending.body),
-                "events": inserted,
-                "duplicates": duplicates,
-            },
-        )
-        return IntakeResult(delivery_id=delivery_id, events=inserted, duplicates=duplicates)
-
-    async def _insert_delivery(
-        self, connection: AsyncConnection, pending: _Pending, body_sha256: str
-    ) -> int:
-        result = await connection.execute(
-            webhook_deliveries.insert()
-            .values(
-                provider=PROVIDER,
-                received_at=pending.received_at,
-                correlation_id=pending.correlation_id,
-                body_sha256=body_sha256,
-                body_size=len(pending.body),
-                body_encrypted=self._keyring.encrypt(
+                "body_size": len(pending.body),
+                "body_encrypted": self._keyring.encrypt(
                     pending.body, delivery_associated_data(body_sha256)
                 ),
-                status="accepted" if pending.split.recognized else "unrecognized",
-                event_count=0,
-                duplicate_count=0,
-            )
-            .returning(webhook_deliveries.c.id)
+                "status": "accepted" if pending.split.recognized else "unrecognized",
+                "event_count": len(pending.split.events),
+                "duplicate_count": 0,
+            }
+            for pending, body_sha256 in zip(group, hashes, strict=True)
+        ]
+        result = await connection.execute(
+            webhook_deliveries.insert().returning(
+                webhook_deliveries.c.id, sort_by_parameter_order=True
+            ),
+            rows,
         )
-        return int(result.scalar_one())
+        return [int(delivery_id) for delivery_id in result.scalars()]
+
+    async def _count_duplicates(
+        self, connection: AsyncConnection, results: list[IntakeResult]
+    ) -> None:
+        """Deliveries were stored as if every event were new; correct those that were not."""
+        corrections = [
+            {"row_id": result.delivery_id, "events": result.events, "dups": result.duplicates}
+            for result in results
+            if result.duplicates
+        ]
+        if corrections:
+            await connection.execute(
+                webhook_deliveries.update()
+                .where(webhook_deliveries.c.id == bindparam("row_id"))
+                .values(event_count=bindparam("events"), duplicate_count=bindparam("dups")),
+                corrections,
+            )
 
     async def _insert_events(
         self,
@@ -261,17 +260,14 @@ class IntakeWriter:
             for event in pending.split.events:
                 if event.event_key not in rows:
                     rows[event.event_key] = self._event_row(event, pending, delivery_id)
-        ordered = list(rows.values())
-        inserted: Counter[int] = Counter()
-        for start in range(0, len(ordered), INSERT_CHUNK):
-            statement = insert_or_skip(connection, webhook_events, ["provider", "event_key"])
-            result = await connection.execute(
-                statement.values(ordered[start : start + INSERT_CHUNK]).returning(
-                    webhook_events.c.delivery_id
-                )
-            )
-            inserted.update(int(delivery_id) for delivery_id in result.scalars())
-        return inserted
+        if not rows:
+            return Counter()
+        statement = insert_or_skip(connection, webhook_events, ["provider", "event_key"])
+        # executemany: one cached statement, batched by SQLAlchemy in the rows' order.
+        result = await connection.execute(
+            statement.returning(webhook_events.c.delivery_id), list(rows.values())
+        )
+        return Counter(int(delivery_id) for delivery_id in result.scalars())
 
     def _event_row(
         self, event: SplitEvent, pending: _Pending, delivery_id: int
@@ -296,6 +292,25 @@ class IntakeWriter:
             ),
             "updated_at": now,
         }
+
+
+def _audit_row(pending: _Pending, result: IntakeResult, body_sha256: str) -> dict[str, object]:
+    return audit_row(
+        now=pending.received_at,
+        resource_type="webhook",
+        resource_id=str(result.delivery_id),
+        action="webhook_received",
+        status="success" if pending.split.recognized else "unrecognized",
+        correlation_id=pending.correlation_id,
+        metadata={
+            "provider": PROVIDER,
+            "delivery_id": result.delivery_id,
+            "body_sha256": body_sha256,
+            "body_bytes": len(pending.body),
+            "events": result.events,
+            "duplicates": result.duplicates,
+        },
+    )
 
 
 def _log_unexpected_stop(task: asyncio.Task[None]) -> None:
