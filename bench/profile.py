@@ -23,17 +23,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.instance import Instance
 from bench.procs import (
-    LOOPBACK,
     BenchError,
-    Process,
-    ProcessGroup,
-    free_port,
-    python,
-    wait_until_ready,
 )
-from bench.scenarios import ROOT, WEBHOOK, Bench, Config, queue_events
+from bench.scenarios import WEBHOOK, Bench, Config, queue_events
 
 CATEGORIES = (
     ("frontdesk/", "frontdesk"),
@@ -104,19 +97,6 @@ def summarize(raw: Path, *, top: int = 15) -> str:
     return "\n".join(lines)
 
 
-def _start_prototype(instance: Instance, group: ProcessGroup) -> tuple[Process, str]:
-    port = free_port()
-    process = group.start(
-        "prototype-intake",
-        [python(), "-m", "bench.prototype_intake", "--port", str(port)],
-        env=instance.env(),
-        cwd=ROOT,
-    )
-    base = f"http://{LOOPBACK}:{port}"
-    wait_until_ready(process, f"{base}/readyz", timeout=60)
-    return process, base
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.profile",
@@ -124,17 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--target", choices=("intake", "worker"), default="intake")
-    parser.add_argument(
-        "--server",
-        choices=("product", "prototype"),
-        default="product",
-        help="intake: `frontdesk api`, or bench/prototype_intake.py (the recommended writer)",
-    )
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--payload", choices=("single", "batch"), default="single")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, help="also write the summary here")
+    parser.add_argument(
+        "--label",
+        default="frontdesk api",
+        help="what is profiled, for the summary's first line (say, the commit)",
+    )
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
@@ -147,10 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         with bench.group() as group:
             if args.target == "intake":
                 instance = bench.instance(args.database, "profile")
-                if args.server == "prototype":
-                    process, base = _start_prototype(instance, group)
-                else:
-                    process, base = instance.start_server(group, mode="api")
+                process, base = instance.start_server(group, mode="api")
                 make = bench.singles if args.payload == "single" else bench.batches
                 pool = make(40_000 if args.payload == "single" else 4_000, instance.app_secret)
             else:
@@ -188,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = bench.load(base + WEBHOOK, pool, duration=args.seconds + 1)
                 rate = result["ok"] / result["duration_s"]
                 what = (
-                    f"intake, {args.server} ({args.database}, {args.payload}): "
+                    f"intake, {args.label} ({args.database}, {args.payload}): "
                     f"{rate:,.0f} deliveries/s, p99 {result['latency_ms'].get('p99', 0):.1f} ms"
                 )
             else:

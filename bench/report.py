@@ -45,7 +45,6 @@ TARGET_NAMES = {
     "verify": "(b) ASGI verify+parse",
     "fastapi_commit": "(c) FastAPI commit/req",
     "frontdesk": "Frontdesk (frontdesk api)",
-    "prototype": "prototype batched writer",
 }
 
 
@@ -142,7 +141,7 @@ def _render_intake(result: Row, document: dict[str, Any]) -> str:
                 ["db", "payload", "/(a)", "/(b)", "/(c)"],
                 [
                     [
-                        r["database"] + (" (prototype)" if r.get("target") else ""),
+                        r["database"],
                         r["payload"],
                         _num(r.get("bare"), 3),
                         _num(r.get("verify"), 3),

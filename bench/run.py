@@ -99,11 +99,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="self-check: start Frontdesk with another app secret (all 401)",
     )
     parser.add_argument(
-        "--prototype",
-        action="store_true",
-        help="also measure the intake prototype of docs/benchmarks.md (bench/prototype_intake.py)",
-    )
-    parser.add_argument(
         "--out", type=Path, default=None, help=f"JSON output (default {DEFAULT_OUT})"
     )
     parser.add_argument("--keep", action="store_true", help="keep the run directory (logs, pools)")
@@ -115,7 +110,6 @@ def build_config(args: argparse.Namespace) -> Config:
         "loadgen": args.loadgen,
         "databases": tuple(part.strip() for part in args.databases.split(",") if part.strip()),
         "wrong_secret": args.wrong_secret,
-        "prototype": args.prototype,
     }
     if args.runs:
         overrides["runs"] = args.runs

@@ -86,7 +86,6 @@ class Config:
     loadgen: str = "auto"  # auto (wrk when installed) | wrk | python
     databases: tuple[str, ...] = ("sqlite", "postgresql")
     wrong_secret: bool = False  # self-check: Frontdesk gets another app secret, every POST 401
-    prototype: bool = False  # also measure bench/prototype_intake.py (the recommended writer)
 
     @classmethod
     def quick_config(cls, **overrides: Any) -> Config:
@@ -387,8 +386,6 @@ def intake(bench: Bench) -> dict[str, Any]:
     targets: list[tuple[str, str]] = [("bare", "-"), ("verify", "-")]
     for kind in kinds:
         targets += [("frontdesk", kind), ("fastapi_commit", kind)]
-        if bench.config.prototype:
-            targets.append(("prototype", kind))
     for target, kind in targets:
         label = f"{target}/{kind}"
         try:
@@ -416,18 +413,6 @@ def _intake_target(bench: Bench, target: str, kind: str, label: str) -> list[Row
             process, base = instance.start_server(
                 group, mode="api", app_secret=bench.frontdesk_secret(instance)
             )
-        elif target == "prototype":
-            instance = bench.instance(kind, f"intake-prototype-{kind}")
-            secret = instance.app_secret
-            port = free_port()
-            process = group.start(
-                "prototype-intake",
-                [python(), "-m", "bench.prototype_intake", "--port", str(port)],
-                env=instance.env(app_secret=bench.frontdesk_secret(instance)),
-                cwd=ROOT,
-            )
-            base = f"http://{LOOPBACK}:{port}"
-            wait_until_ready(process, f"{base}/readyz", timeout=60)
         else:
             secret = BASELINE_SECRET
             port = free_port()
@@ -493,11 +478,9 @@ def intake_ratios(rows: list[Row]) -> list[Row]:
 
     ratios = []
     for row in rows:
-        if row["target"] not in ("frontdesk", "prototype") or row["status"] != "ok":
+        if row["target"] != "frontdesk" or row["status"] != "ok":
             continue
         entry: Row = {"database": row["database"], "payload": row["payload"]}
-        if row["target"] == "prototype":
-            entry["target"] = "prototype"
         mine = row["deliveries_per_s"]["median"]
         for baseline in BASELINES:
             other = find(baseline, row["database"], row["payload"])
