@@ -208,7 +208,8 @@ webhook_events = Table(
     Column("finished_at", UTCDateTime(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
     UniqueConstraint("provider", "event_key"),
-    Index("ix_webhook_events_due", "status", "available_at"),
+    Index("ix_webhook_events_claim", "status", "available_at", "id"),
+    Index("ix_webhook_events_finished", "status", "finished_at"),
     Index("ix_webhook_events_ordering", "ordering_key", "status", "occurred_at"),
     Index("ix_webhook_events_page_reason", "page_id", "reason"),
     CheckConstraint(

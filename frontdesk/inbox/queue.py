@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from frontdesk.clock import Clock
@@ -59,6 +59,9 @@ class EventOutcome:
 
 
 RETRY = "retry"
+# The claim's candidate event, and the other events of its conversation.
+_EVENT = webhook_events.alias("event")
+_OTHER = webhook_events.alias("other")
 
 
 class EventQueue:
@@ -114,12 +117,40 @@ class EventQueue:
     async def _due_event_ids(
         self, connection: AsyncConnection, now: datetime, limit: int
     ) -> list[int]:
-        event = webhook_events.alias("event")
-        other = webhook_events.alias("other")
-        due = or_(
-            and_(event.c.status == QUEUED, event.c.available_at <= now),
+        """Expired leases first (a worker died holding them), then queued events in the order
+        they became due. Two queries, so each walks its index in order and stops at `limit`
+        instead of sorting every due event: with 50,000 queued, one query over both took
+        about 100 ms a claim."""
+        event = _EVENT
+        expired = await self._first_claimable(
+            connection,
             and_(event.c.status == PROCESSING, event.c.lease_expires_at <= now),
+            (event.c.lease_expires_at, event.c.id),
+            now,
+            limit,
         )
+        if len(expired) >= limit:
+            return expired
+        queued = await self._first_claimable(
+            connection,
+            and_(event.c.status == QUEUED, event.c.available_at <= now),
+            (event.c.available_at, event.c.id),
+            now,
+            limit - len(expired),
+        )
+        return expired + queued
+
+    async def _first_claimable(
+        self,
+        connection: AsyncConnection,
+        due: ColumnElement[bool],
+        order: tuple[ColumnElement[Any], ...],
+        now: datetime,
+        limit: int,
+    ) -> list[int]:
+        """Due events that are the oldest open event of their conversation, with no other
+        event of it in flight."""
+        event, other = _EVENT, _OTHER
         earlier_open = exists().where(
             other.c.ordering_key == event.c.ordering_key,
             other.c.status.in_(OPEN_STATUSES),
@@ -137,7 +168,7 @@ class EventQueue:
         statement = (
             select(event.c.id)
             .where(due, ~earlier_open, ~other_in_flight)
-            .order_by(event.c.available_at, event.c.id)
+            .order_by(*order)
             .limit(limit)
         )
         if connection.dialect.name == "postgresql":
