@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -47,60 +47,41 @@ def _check_value(value: Any, where: str) -> None:
         raise AuditMetadataError(f"audit metadata {where!r} is too long to be an id or hash")
 
 
-def audit_row(
-    *,
-    now: datetime,
-    resource_type: str,
-    action: str,
-    status: str,
-    correlation_id: str | None = None,
-    resource_id: str | None = None,
-    doctor_id: str | None = None,
-    error_message: str | None = None,
-    metadata: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+class AuditFields(TypedDict):
+    """What an audit row says; everything but `now`, the kind of resource, the action and the
+    status is optional."""
+
+    now: datetime
+    resource_type: str
+    action: str
+    status: str
+    correlation_id: NotRequired[str | None]
+    resource_id: NotRequired[str | None]
+    doctor_id: NotRequired[str | None]
+    error_message: NotRequired[str | None]
+    metadata: NotRequired[Mapping[str, Any] | None]
+
+
+def audit_row(**fields: Unpack[AuditFields]) -> dict[str, Any]:
     """The values of one audit row, its metadata checked for anything that must not be kept."""
-    record = dict(metadata or {})
+    record = dict(fields.get("metadata") or {})
     check_metadata(record)
     return {
-        "created_at": now,
-        "correlation_id": correlation_id,
-        "resource_type": resource_type,
-        "resource_id": resource_id,
-        "action": action,
-        "status": status,
-        "error_message": error_message,
+        "created_at": fields["now"],
+        "correlation_id": fields.get("correlation_id"),
+        "resource_type": fields["resource_type"],
+        "resource_id": fields.get("resource_id"),
+        "action": fields["action"],
+        "status": fields["status"],
+        "error_message": fields.get("error_message"),
         "metadata": record,
-        "doctor_id": doctor_id,
+        "doctor_id": fields.get("doctor_id"),
     }
 
 
-async def write_audit(
-    connection: AsyncConnection,
-    *,
-    now: datetime,
-    resource_type: str,
-    action: str,
-    status: str,
-    correlation_id: str | None = None,
-    resource_id: str | None = None,
-    doctor_id: str | None = None,
-    error_message: str | None = None,
-    metadata: Mapping[str, Any] | None = None,
-) -> None:
+async def write_audit(connection: AsyncConnection, **fields: Unpack[AuditFields]) -> None:
     """Append one audit row in the caller's transaction."""
-    row = audit_row(
-        now=now,
-        resource_type=resource_type,
-        action=action,
-        status=status,
-        correlation_id=correlation_id,
-        resource_id=resource_id,
-        doctor_id=doctor_id,
-        error_message=error_message,
-        metadata=metadata,
-    )
-    await connection.execute(audit_logs.insert().values(row))
+    await connection.execute(audit_logs.insert().values(audit_row(**fields)))
 
 
 async def write_audits(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
