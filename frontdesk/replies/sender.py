@@ -102,6 +102,16 @@ class ReplySender:
     ) -> SendSummary:
         unsent = [message for message in messages if message.send_status != SENT]
         already_sent = len(messages) - len(unsent)
+        # Parts Meta already accepted are recorded, not sent, whatever the connection's state.
+        remembered = {
+            message.id: self._accepted_unrecorded[message.id]
+            for message in unsent
+            if message.id in self._accepted_unrecorded
+        }
+        for message_id, graph_message_id in remembered.items():
+            await self._record_sent(thread, message_id, graph_message_id)
+        unsent = [message for message in unsent if message.id not in remembered]
+        already_sent += len(remembered)
         if not unsent:
             return SendSummary(sent=0, held=0, already_sent=already_sent)
         async with doctor_transaction(self._engine, thread.doctor_id) as connection:
@@ -111,10 +121,6 @@ class ReplySender:
             await self._mark(thread, unsent, HELD, "connection_not_active")
             return SendSummary(sent=0, held=len(unsent), already_sent=already_sent)
         for index, message in enumerate(unsent):
-            accepted = self._accepted_unrecorded.get(message.id)
-            if accepted is not None:
-                await self._record_sent(thread, message.id, accepted)
-                continue
             if thread.keep_lease is not None and not await thread.keep_lease():
                 raise LeaseLostError("lease_lost")
             try:

@@ -1,15 +1,26 @@
-"""The reply sender: it stops when its lease is lost, and holds the rest when the token dies."""
+"""The reply sender: it stops when its lease is lost, holds the rest when the token dies, and
+records rather than resends a part Meta accepted while the database was away."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import httpx2
 import pytest
+import stamina
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
+from frontdesk.clinic.connections import mark_needs_reauth
 from frontdesk.clinic.conversations import OutboundMessage, open_conversation, plan_replies
+from frontdesk.db.engine import DatabaseUnavailableError
 from frontdesk.db.tables import messages, webhook_events
 from frontdesk.db.tenancy import doctor_transaction
-from frontdesk.replies.sender import LeaseLostError, ReplyThread
+from frontdesk.graph.client import GraphClient
+from frontdesk.metrics import Metrics
+from frontdesk.replies.sender import LeaseLostError, ReplySender, ReplyThread
 from frontdesk.runtime import Runtime
 from frontdesk.testing import payloads
 from frontdesk.testing.fake_graph import FakeGraphApi
@@ -95,3 +106,64 @@ async def test_a_rejected_token_holds_this_part_and_every_part_after_it(
     async with unscoped(runtime) as connection:
         statuses = list((await connection.execute(select(messages.c.send_status))).scalars())
     assert statuses == ["held", "held", "held"]
+
+
+class LocksTheDatabaseWhenItAccepts(FakeGraphApi):
+    """Accepts a send, then holds SQLite's write lock so that recording it fails."""
+
+    def __init__(self, database_path: str) -> None:
+        super().__init__()
+        self._database_path = database_path
+        self.lock: sqlite3.Connection | None = None
+
+    async def _handle_send(self, request: Request) -> JSONResponse:
+        response = await super()._handle_send(request)
+        if self.lock is None:
+            self.lock = sqlite3.connect(self._database_path, isolation_level=None)
+            self.lock.execute("BEGIN EXCLUSIVE")
+        return response
+
+    def release(self) -> None:
+        assert self.lock is not None
+        self.lock.execute("ROLLBACK")
+        self.lock.close()
+
+
+async def test_a_part_meta_accepted_but_not_recorded_is_recorded_not_resent(
+    runtime: Runtime, client: httpx2.AsyncClient
+) -> None:
+    url = make_url(runtime.settings.resolved_database_url())
+    if url.get_backend_name() != "sqlite":
+        pytest.skip("holds SQLite's write lock; PostgreSQL's outage is tests/reliability")
+    doctor = await add_linked_doctor(runtime, name="Dr A", page_id=PAGE, token="token-a")
+    conversation_id, parts = await planned_parts(runtime, client, doctor.id, ["one"])
+    fake = LocksTheDatabaseWhenItAccepts(str(url.database))
+    graph = GraphClient(
+        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=fake.app)),
+        instagram_base_url="http://graph.instagram.test",
+        facebook_base_url="http://graph.facebook.test",
+        version=runtime.settings.graph_api_version,
+    )
+    sender = ReplySender(runtime.engine, runtime.keyring, graph, runtime.clock, Metrics())
+    thread = ReplyThread(
+        doctor_id=doctor.id,
+        conversation_id=conversation_id,
+        recipient_id=PATIENT,
+        correlation_id=None,
+    )
+    with stamina.set_testing(True, attempts=1), pytest.raises(DatabaseUnavailableError):
+        await sender.send_messages(thread, parts)
+    fake.release()
+    async with doctor_transaction(runtime.engine, doctor.id) as connection:
+        # Meanwhile the token died: a part Meta already has is recorded all the same.
+        await mark_needs_reauth(
+            connection, doctor_id=doctor.id, now=runtime.clock.now(), correlation_id=None
+        )
+
+    summary = await sender.send_messages(thread, parts)
+
+    assert (summary.sent, summary.held, summary.already_sent) == (0, 0, 1)
+    assert len(fake.sends) == 1
+    async with unscoped(runtime) as connection:
+        row = (await connection.execute(select(messages.c.send_status, messages.c.mid))).one()
+    assert row == ("sent", fake.sends[0].message_id)
