@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from frontdesk.clock import Clock
@@ -130,15 +130,22 @@ class EventQueue:
             limit,
         )
         if len(expired) >= limit:
-            return expired
+            return [event_id for event_id, _ in expired]
+        # An expired lease does not count as in flight: keep its conversation out of the
+        # second query, which may see an event that arrived after the first one looked.
+        taken = {ordering_key for _, ordering_key in expired}
         queued = await self._first_claimable(
             connection,
-            and_(event.c.status == QUEUED, event.c.available_at <= now),
+            and_(
+                event.c.status == QUEUED,
+                event.c.available_at <= now,
+                event.c.ordering_key.not_in(taken) if taken else true(),
+            ),
             (event.c.available_at, event.c.id),
             now,
             limit - len(expired),
         )
-        return expired + queued
+        return [event_id for event_id, _ in [*expired, *queued]]
 
     async def _first_claimable(
         self,
@@ -147,9 +154,9 @@ class EventQueue:
         order: tuple[ColumnElement[Any], ...],
         now: datetime,
         limit: int,
-    ) -> list[int]:
-        """Due events that are the oldest open event of their conversation, with no other
-        event of it in flight."""
+    ) -> list[tuple[int, str]]:
+        """Due events (id, conversation) that are the oldest open event of their conversation,
+        with no other event of it in flight."""
         event, other = _EVENT, _OTHER
         earlier_open = exists().where(
             other.c.ordering_key == event.c.ordering_key,
@@ -166,14 +173,14 @@ class EventQueue:
             other.c.id != event.c.id,
         )
         statement = (
-            select(event.c.id)
+            select(event.c.id, event.c.ordering_key)
             .where(due, ~earlier_open, ~other_in_flight)
             .order_by(*order)
             .limit(limit)
         )
         if connection.dialect.name == "postgresql":
             statement = statement.with_for_update(skip_locked=True, of=event)
-        return [row.id for row in await connection.execute(statement)]
+        return [(row.id, row.ordering_key) for row in await connection.execute(statement)]
 
     def _claimed(self, row: Any, now: datetime) -> ClaimedEvent:
         return ClaimedEvent(
