@@ -109,6 +109,11 @@ def configure_logging(
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").disabled = True
+    install_retry_logging()
+
+
+def install_retry_logging() -> None:
+    """Replace stamina's retry hooks, process-wide, with one that logs no arguments."""
     stamina.instrumentation.set_on_retry_hooks([log_retry_without_arguments])
 
 

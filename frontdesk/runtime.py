@@ -23,7 +23,7 @@ from frontdesk.handlers.context import FallbackReply, HandlerContext
 from frontdesk.handlers.dispatch import handle_event
 from frontdesk.inbox.queue import ClaimedEvent, EventOutcome, EventQueue, purge_expired_payloads
 from frontdesk.inbox.worker import MaintenanceJob, Worker
-from frontdesk.logs import log_loop_exception
+from frontdesk.logs import install_retry_logging, log_loop_exception
 from frontdesk.metrics import Metrics
 from frontdesk.replies.sender import ReplySender
 from frontdesk.webhooks.intake import IntakeWriter
@@ -62,6 +62,8 @@ class Runtime:
         if not settings.encryption_keys:
             raise SettingsError("FRONTDESK_ENCRYPTION_KEYS is not set")
         clock = clock or SystemClock()
+        # Whoever builds a runtime without configure_logging still gets retries logged safely.
+        install_retry_logging()
         engine = create_engine(
             settings.resolved_database_url(),
             busy_timeout_seconds=settings.intake_db_timeout_seconds,
