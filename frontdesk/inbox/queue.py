@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from frontdesk.clock import Clock
@@ -139,7 +139,7 @@ class EventQueue:
             and_(
                 event.c.status == QUEUED,
                 event.c.available_at <= now,
-                event.c.ordering_key.not_in(taken) if taken else true(),
+                event.c.ordering_key.not_in(taken),
             ),
             (event.c.available_at, event.c.id),
             now,

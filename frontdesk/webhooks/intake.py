@@ -164,10 +164,14 @@ class IntakeWriter:
         A conflict is another writer's deadlock or serialization failure (see _insert_events
         for why it should be rare); the same work simply runs again.
         """
+        # Hashing, encrypting and serialising happen before the transaction, so SQLite's write
+        # lock is held for the statements only.
         hashes = [hashlib.sha256(pending.body).hexdigest() for pending in group]
+        deliveries = self._delivery_rows(group, hashes)
+        events = self._new_event_rows(group, hashes)
         async with transaction(self._engine) as connection:
-            delivery_ids = await self._insert_deliveries(connection, group, hashes)
-            inserted = await self._insert_events(connection, group, delivery_ids, hashes)
+            delivery_ids = await self._insert_deliveries(connection, deliveries)
+            inserted = await self._insert_events(connection, events, delivery_ids)
             results = [
                 IntakeResult(
                     delivery_id=delivery_id,
@@ -195,10 +199,9 @@ class IntakeWriter:
         if not pending.done.done() and not pending.abandoned:
             pending.done.set_exception(DatabaseUnavailableError("intake commit failed"))
 
-    async def _insert_deliveries(
-        self, connection: AsyncConnection, group: list[_Pending], hashes: list[str]
-    ) -> list[int]:
-        rows = [
+    def _delivery_rows(self, group: list[_Pending], hashes: list[str]) -> list[dict[str, object]]:
+        """Stored as if every event were new; `_count_duplicates` corrects those that were not."""
+        return [
             {
                 "provider": PROVIDER,
                 "received_at": pending.received_at,
@@ -214,6 +217,10 @@ class IntakeWriter:
             }
             for pending, body_sha256 in zip(group, hashes, strict=True)
         ]
+
+    async def _insert_deliveries(
+        self, connection: AsyncConnection, rows: list[dict[str, object]]
+    ) -> list[int]:
         result = await connection.execute(
             webhook_deliveries.insert().returning(
                 webhook_deliveries.c.id, sort_by_parameter_order=True
@@ -225,7 +232,7 @@ class IntakeWriter:
     async def _count_duplicates(
         self, connection: AsyncConnection, results: list[IntakeResult]
     ) -> None:
-        """Deliveries were stored as if every event were new; correct those that were not."""
+        """Correct the counts of deliveries that brought events already stored."""
         corrections = [
             {"row_id": result.delivery_id, "events": result.events, "dups": result.duplicates}
             for result in results
@@ -239,44 +246,45 @@ class IntakeWriter:
                 corrections,
             )
 
-    async def _insert_events(
-        self,
-        connection: AsyncConnection,
-        group: list[_Pending],
-        delivery_ids: list[int],
-        hashes: list[str],
-    ) -> Counter[int]:
-        """Insert the group's new events and return how many each delivery inserted.
+    def _new_event_rows(
+        self, group: list[_Pending], hashes: list[str]
+    ) -> list[tuple[int, dict[str, object]]]:
+        """The group's events, each with the position in `group` of the delivery that owns it.
 
         Deliveries go in the order of their body hashes, each in its own order: Meta redelivers
         the same bytes, so two writers holding the same deliveries take their keys in the same
         order and cannot deadlock, and events of one delivery keep their order (ties between
         equal timestamps are broken by id). The first delivery to carry a key owns the event.
         """
-        rows: dict[str, dict[str, object]] = {}
-        for _, pending, delivery_id in sorted(
-            zip(hashes, group, delivery_ids, strict=True), key=lambda item: item[0]
-        ):
+        rows: dict[str, tuple[int, dict[str, object]]] = {}
+        for _, position in sorted((body_sha256, at) for at, body_sha256 in enumerate(hashes)):
+            pending = group[position]
             for event in pending.split.events:
                 if event.event_key not in rows:
-                    rows[event.event_key] = self._event_row(event, pending, delivery_id)
-        if not rows:
+                    rows[event.event_key] = (position, self._event_row(event, pending))
+        return list(rows.values())
+
+    async def _insert_events(
+        self,
+        connection: AsyncConnection,
+        events: list[tuple[int, dict[str, object]]],
+        delivery_ids: list[int],
+    ) -> Counter[int]:
+        """Insert the events not stored yet; return how many each delivery inserted."""
+        if not events:
             return Counter()
+        rows = [{**row, "delivery_id": delivery_ids[position]} for position, row in events]
         statement = insert_or_skip(connection, webhook_events, ["provider", "event_key"])
         # executemany: one cached statement, batched by SQLAlchemy in the rows' order.
-        result = await connection.execute(
-            statement.returning(webhook_events.c.delivery_id), list(rows.values())
-        )
+        result = await connection.execute(statement.returning(webhook_events.c.delivery_id), rows)
         return Counter(int(delivery_id) for delivery_id in result.scalars())
 
-    def _event_row(
-        self, event: SplitEvent, pending: _Pending, delivery_id: int
-    ) -> dict[str, object]:
+    def _event_row(self, event: SplitEvent, pending: _Pending) -> dict[str, object]:
+        """Every value but the delivery's id, which the insert of the deliveries gives."""
         now = pending.received_at
         return {
             "provider": PROVIDER,
             "event_key": event.event_key,
-            "delivery_id": delivery_id,
             "correlation_id": pending.correlation_id,
             "kind": event.kind,
             "page_id": event.page_id,
