@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +30,7 @@ from frontdesk.db.engine import create_engine as create_async_engine_for
 from frontdesk.db.engine import sync_url, transaction
 from frontdesk.db.migrate import upgrade_to_head
 from frontdesk.db.tables import audit_logs, metadata
-from frontdesk.logs import configure_logging
+from frontdesk.logs import clear_context, configure_logging
 from frontdesk.runtime import Runtime
 from frontdesk.testing.fake_graph import FakeGraphApi
 from frontdesk.testing.payloads import encode
@@ -48,6 +48,7 @@ for _secret in (*APP_SECRETS, VERIFY_TOKEN, "ig-app-secret", "fb-app-secret"):
 
 
 SUITE_LOG: list[Path] = []  # the session's log file, once the first test has started
+_SUITE_STREAM: list[IO[str]] = []
 
 
 class _Tee:
@@ -71,6 +72,7 @@ def suite_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IO[str]]:
     path = tmp_path_factory.getbasetemp() / "suite.log"
     SUITE_LOG.append(path)
     with path.open("w") as stream:
+        _SUITE_STREAM.append(stream)
         yield stream
 
 
@@ -78,7 +80,23 @@ def suite_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IO[str]]:
 def logs_through_the_product_pipeline(suite_log: IO[str]) -> None:
     """Every test logs as `frontdesk serve` does, at DEBUG, into the session's log file, which
     the canary check reads when the session ends (see tests/canaries.py)."""
-    configure_logging("DEBUG", json=True, stream=_Tee(suite_log, sys.stdout))
+    log_into_the_suite()
+
+
+def log_into_the_suite() -> None:
+    """Product logging into the session's log file and the test's captured output."""
+    configure_logging("DEBUG", json=True, stream=_Tee(_SUITE_STREAM[0], sys.stdout))
+
+
+@contextmanager
+def logging_into(stream: IO[str], level: str = "DEBUG") -> Iterator[None]:
+    """Product logging into `stream` for a while, then back into the session's log file."""
+    configure_logging(level, json=True, stream=stream)
+    try:
+        yield
+    finally:
+        clear_context()
+        log_into_the_suite()
 
 
 @pytest.hookimpl(tryfirst=True)

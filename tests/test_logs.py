@@ -8,10 +8,8 @@ from typing import Any
 
 import pytest
 import stamina
-import structlog
 
 from frontdesk.logs import (
-    QUIET_LOGGERS,
     REDACTED,
     bind_correlation_id,
     clear_context,
@@ -19,26 +17,15 @@ from frontdesk.logs import (
     get_logger,
     redact,
 )
+from tests.conftest import log_into_the_suite
 
 
 @pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """configure_logging changes process-wide state; put all of it back for the other tests."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    quiet = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
-    access_disabled = logging.getLogger("uvicorn.access").disabled
-    structlog_config = structlog.get_config()
-    retry_hooks = stamina.instrumentation.get_on_retry_hooks()
+def back_to_the_suite_logging() -> Iterator[None]:
+    """configure_logging changes process-wide state; the other tests log into the suite's file."""
     yield
-    stamina.instrumentation.set_on_retry_hooks(retry_hooks)
     clear_context()
-    root.handlers = handlers
-    root.setLevel(level)
-    for name, quiet_level in quiet.items():
-        logging.getLogger(name).setLevel(quiet_level)
-    logging.getLogger("uvicorn.access").disabled = access_disabled
-    structlog.configure(**structlog_config)
+    log_into_the_suite()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Iterator
 
 import httpx2
@@ -12,12 +11,18 @@ from sqlalchemy import select
 
 from frontdesk.clock import FixedClock
 from frontdesk.db.tables import metadata
-from frontdesk.logs import configure_logging
 from frontdesk.runtime import Runtime
 from frontdesk.testing import payloads
 from frontdesk.testing.fake_graph import FakeGraphApi
 from frontdesk.testing.signing import signed_headers
-from tests.conftest import APP_SECRET, add_linked_doctor, post_delivery, recent_ms, unscoped
+from tests.conftest import (
+    APP_SECRET,
+    add_linked_doctor,
+    logging_into,
+    post_delivery,
+    recent_ms,
+    unscoped,
+)
 
 CANARY_TEXT = "CANARY-TEXT-4f1d9e my chest hurts"
 CANARY_SENDER = "990011223344556677"
@@ -36,11 +41,8 @@ COLUMNS_ALLOWED_TO_HOLD_IDS = {
 @pytest.fixture
 def captured_logs() -> Iterator[io.StringIO]:
     stream = io.StringIO()
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    configure_logging("DEBUG", json=True, stream=stream)
-    yield stream
-    root.handlers, root.level = saved_handlers, saved_level
+    with logging_into(stream):
+        yield stream
 
 
 async def test_canaries_never_reach_logs_audit_rows_errors_or_plaintext_columns(

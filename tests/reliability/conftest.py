@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import stamina
-import structlog
 
 from frontdesk.crypto import Keyring, generate_key_spec
 from frontdesk.db.migrate import upgrade_to_head
-from frontdesk.logs import QUIET_LOGGERS, clear_context, configure_logging
-from tests.conftest import POSTGRES_URL, _truncate_postgres
+from tests.conftest import POSTGRES_URL, _truncate_postgres, logging_into
 from tests.reliability.harness import REPORTS, render_table
 
 
@@ -68,22 +64,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture
 def product_logging(tmp_path: Path) -> Iterator[Path]:
     """Log as `frontdesk serve` does (JSON, exception text dropped), for workers run in-process,
-    into a file; put the process-wide logging state back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    quiet = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
-    access_disabled = logging.getLogger("uvicorn.access").disabled
-    structlog_config = structlog.get_config()
-    retry_hooks = stamina.instrumentation.get_on_retry_hooks()
+    into a file."""
     path = tmp_path / "frontdesk.log"
-    with path.open("w") as stream:
-        configure_logging("WARNING", json=True, stream=stream)
+    with path.open("w") as stream, logging_into(stream, "WARNING"):
         yield path
-    clear_context()
-    root.handlers = handlers
-    root.setLevel(level)
-    for name, quiet_level in quiet.items():
-        logging.getLogger(name).setLevel(quiet_level)
-    logging.getLogger("uvicorn.access").disabled = access_disabled
-    structlog.configure(**structlog_config)
-    stamina.instrumentation.set_on_retry_hooks(retry_hooks)
