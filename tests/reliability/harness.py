@@ -170,9 +170,15 @@ class Instance:
         return env
 
 
-def make_instance(url: str, key: str, tmp_path: Path, **settings: str) -> Instance:
+def make_instance(
+    url: str, key: str, tmp_path: Path, *, graph_url: str = Instance.graph_url, **settings: str
+) -> Instance:
     return Instance(
-        database_url=url, encryption_key=key, var_dir=tmp_path / "var", settings=settings
+        database_url=url,
+        encryption_key=key,
+        var_dir=tmp_path / "var",
+        graph_url=graph_url,
+        settings=settings,
     )
 
 

@@ -4,7 +4,6 @@ reach the database through a loopback proxy that the test cuts and restores."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import time
 from collections import Counter
@@ -76,15 +75,13 @@ async def test_intake_answers_503_quickly_while_the_database_is_away_and_loses_n
         with proxy_to(direct.host or "127.0.0.1", direct.port or 5432) as proxy:
             proxied = direct.set(host="127.0.0.1", port=proxy.port)
             async with fake.serve() as graph_url, http_client(seconds=10) as http:
-                instance = dataclasses.replace(
-                    make_instance(
-                        proxied.render_as_string(hide_password=False),
-                        encryption_key,
-                        tmp_path,
-                        lease_seconds="3",
-                        retry_delays="1,2,4,8,16",
-                        intake_db_timeout_seconds=str(INTAKE_TIMEOUT),
-                    ),
+                instance = make_instance(
+                    proxied.render_as_string(hide_password=False),
+                    encryption_key,
+                    tmp_path,
+                    lease_seconds="3",
+                    retry_delays="1,2,4,8,16",
+                    intake_db_timeout_seconds=str(INTAKE_TIMEOUT),
                     graph_url=graph_url,
                 )
                 async with processes(tmp_path / "logs") as group:
@@ -229,14 +226,12 @@ async def cut_the_database_as_meta_answers(
             proxied = direct.set(host="127.0.0.1", port=proxy.port)
             fake = CutsTheDatabaseWhenItAnswers(proxy)
             async with fake.serve() as graph_url, http_client() as http:
-                instance = dataclasses.replace(
-                    make_instance(
-                        postgres_url,
-                        encryption_key,
-                        tmp_path,
-                        lease_seconds="3",
-                        retry_delays="1,2,4",
-                    ),
+                instance = make_instance(
+                    postgres_url,
+                    encryption_key,
+                    tmp_path,
+                    lease_seconds="3",
+                    retry_delays="1,2,4",
                     graph_url=graph_url,
                 )
                 async with processes(tmp_path / "logs") as group:

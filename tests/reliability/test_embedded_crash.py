@@ -4,7 +4,6 @@ deliveries and drains them, then started again on the same file."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from pathlib import Path
 
@@ -50,10 +49,12 @@ async def test_the_embedded_process_killed_mid_drain_loses_no_acknowledged_event
     kills: list[Kill] = []
     try:
         async with fake.serve() as graph_url, http_client(seconds=10) as http:
-            instance = dataclasses.replace(
-                make_instance(
-                    sqlite_url, encryption_key, tmp_path, lease_seconds="3", retry_delays="1,2,3"
-                ),
+            instance = make_instance(
+                sqlite_url,
+                encryption_key,
+                tmp_path,
+                lease_seconds="3",
+                retry_delays="1,2,3",
                 graph_url=graph_url,
             )
             async with processes(tmp_path / "logs") as group:

@@ -4,7 +4,6 @@ requests that hang past the client's timeout (which Meta may still have delivere
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from pathlib import Path
 
@@ -62,14 +61,12 @@ async def test_every_reply_is_delivered_despite_graph_faults_and_none_twice_but_
     started = time.monotonic()
     try:
         async with fake.serve() as graph_url, http_client() as http:
-            instance = dataclasses.replace(
-                make_instance(
-                    scenario_url,
-                    encryption_key,
-                    tmp_path,
-                    graph_timeout_seconds=str(GRAPH_TIMEOUT),
-                    retry_delays=",".join(["1"] * RETRIES),
-                ),
+            instance = make_instance(
+                scenario_url,
+                encryption_key,
+                tmp_path,
+                graph_timeout_seconds=str(GRAPH_TIMEOUT),
+                retry_delays=",".join(["1"] * RETRIES),
                 graph_url=graph_url,
             )
             async with processes(tmp_path / "logs") as group:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections import Counter
 from pathlib import Path
@@ -56,9 +55,7 @@ async def test_the_same_deliveries_posted_three_times_at_once_store_one_set_of_e
     started = time.monotonic()
     try:
         async with fake.serve() as graph_url, http_client() as http:
-            instance = dataclasses.replace(
-                make_instance(scenario_url, encryption_key, tmp_path), graph_url=graph_url
-            )
+            instance = make_instance(scenario_url, encryption_key, tmp_path, graph_url=graph_url)
             async with processes(tmp_path / "logs") as group:
                 # PostgreSQL: two processes, the copies of one delivery land on both.
                 ports = [free_port() for _ in range(2 if database == "postgresql" else 1)]

@@ -4,7 +4,6 @@ random moment, again and again, starting a fresh one each time."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from pathlib import Path
 
@@ -53,14 +52,12 @@ async def test_killed_workers_lose_no_acknowledged_event_and_send_each_reply_onc
     kills: list[Kill] = []
     try:
         async with fake.serve() as graph_url:
-            instance = dataclasses.replace(
-                make_instance(
-                    postgres_url,
-                    encryption_key,
-                    tmp_path,
-                    lease_seconds="3",
-                    retry_delays="1,2,3",
-                ),
+            instance = make_instance(
+                postgres_url,
+                encryption_key,
+                tmp_path,
+                lease_seconds="3",
+                retry_delays="1,2,3",
                 graph_url=graph_url,
             )
             async with processes(tmp_path / "logs") as group:
