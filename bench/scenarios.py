@@ -788,7 +788,17 @@ def drain_once(
             meter = CpuMeter(processes).start()
             samples: list[tuple[float, int, int]] = []  # (seconds, RSS KiB, finished events)
             peak = 0
-            deadline = started + window
+
+            def sample(finished: int) -> None:
+                nonlocal peak
+                rss = processes[0].rss_kib()
+                if rss is not None:
+                    peak = max(peak, rss[1])
+                    samples.append((round(time.monotonic() - started, 2), rss[0], finished))
+
+            # The window opens once every process is up: a slow start on a loaded machine
+            # must not eat the time the drain is measured in.
+            deadline = time.monotonic() + window
             while True:
                 for process in processes:
                     if not process.alive():
@@ -796,13 +806,12 @@ def drain_once(
                 counts = instance.event_counts()
                 finished = sum(counts.get(status, 0) for status in FINAL_STATUSES)
                 if sample_rss:
-                    rss = processes[0].rss_kib()
-                    if rss is not None:
-                        peak = max(peak, rss[1])
-                        samples.append((round(time.monotonic() - started, 2), rss[0], finished))
+                    sample(finished)
                 if finished >= min(enough, queue.events) or time.monotonic() >= deadline:
                     break
                 time.sleep(0.5)
+            if sample_rss:
+                sample(finished)
             cpu = meter.stop()
             count, rate = _finished(instance)
             reasons = instance.reasons()
