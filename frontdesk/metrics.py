@@ -43,6 +43,11 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.accepted_unrecorded = Gauge(
+            "frontdesk_graph_sends_accepted_unrecorded",
+            "Replies Meta accepted whose send is not yet committed (this process remembers them).",
+            registry=self.registry,
+        )
         self.events_by_status = Gauge(
             "frontdesk_events_by_status",
             "Stored events by status, read at scrape time.",

@@ -10,7 +10,8 @@ part side by side.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import stamina
@@ -45,6 +46,10 @@ HELD = "held"
 
 # How long a part Meta accepted keeps trying to be recorded before its event is retried.
 RECORD_SENT_PATIENCE_SECONDS = 30.0
+# How many accepted-but-unrecorded parts a process remembers. An event that another process
+# took over, or that went to the dead letters, never comes back here for its parts: the oldest
+# are forgotten first, so the memory stays bounded through any number of outages.
+REMEMBER_ACCEPTED_AT_MOST = 10_000
 
 LeaseKeeper = Callable[[], Awaitable[bool]]
 
@@ -79,6 +84,8 @@ class ReplySender:
         graph: GraphClient,
         clock: Clock,
         metrics: Metrics,
+        *,
+        remember_accepted_at_most: int = REMEMBER_ACCEPTED_AT_MOST,
     ) -> None:
         self._engine = engine
         self._keyring = keyring
@@ -86,7 +93,8 @@ class ReplySender:
         self._clock = clock
         self._metrics = metrics
         # Parts Meta accepted whose "sent" is not committed yet: message id -> Meta's id.
-        self._accepted_unrecorded: dict[str, str] = {}
+        self._accepted_unrecorded: OrderedDict[str, str] = OrderedDict()
+        self._remember_at_most = remember_accepted_at_most
 
     async def send_replies(self, thread: ReplyThread, event_id: int) -> SendSummary:
         """Send what was planned for an inbound event. Raises TransientError to retry the rest
@@ -102,6 +110,8 @@ class ReplySender:
     ) -> SendSummary:
         unsent = [message for message in messages if message.send_status != SENT]
         already_sent = len(messages) - len(unsent)
+        # Recorded by whoever took the event over while this process waited for the database.
+        self._forget(message.id for message in messages if message.send_status == SENT)
         # Parts Meta already accepted are recorded, not sent, whatever the connection's state.
         remembered = {
             message.id: self._accepted_unrecorded[message.id]
@@ -155,7 +165,7 @@ class ReplySender:
             await self._mark(thread, [message], PENDING, error.reason)
             raise
         self._metrics.sends.labels("sent").inc()
-        self._accepted_unrecorded[message.id] = graph_message_id
+        self._remember(message.id, graph_message_id)
         await self._record_sent(thread, message.id, graph_message_id)
 
     async def _record_sent(
@@ -164,7 +174,18 @@ class ReplySender:
         """Meta has the message: losing this write would send it again. It is retried for a
         while; if the database stays away, the event's retry records it instead of sending."""
         await self._write_sent(thread, message_id, graph_message_id)
-        self._accepted_unrecorded.pop(message_id, None)
+        self._forget([message_id])
+
+    def _remember(self, message_id: str, graph_message_id: str) -> None:
+        self._accepted_unrecorded[message_id] = graph_message_id
+        while len(self._accepted_unrecorded) > self._remember_at_most:
+            self._accepted_unrecorded.popitem(last=False)
+        self._metrics.accepted_unrecorded.set(len(self._accepted_unrecorded))
+
+    def _forget(self, message_ids: Iterable[str]) -> None:
+        for message_id in message_ids:
+            self._accepted_unrecorded.pop(message_id, None)
+        self._metrics.accepted_unrecorded.set(len(self._accepted_unrecorded))
 
     @stamina.retry(
         on=DatabaseUnavailableError,

@@ -3,6 +3,7 @@ records rather than resends a part Meta accepted while the database was away."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 
 import httpx2
@@ -109,16 +110,17 @@ async def test_a_rejected_token_holds_this_part_and_every_part_after_it(
 
 
 class LocksTheDatabaseWhenItAccepts(FakeGraphApi):
-    """Accepts a send, then holds SQLite's write lock so that recording it fails."""
+    """Accepts a send, then (once armed) holds SQLite's write lock so that recording it fails."""
 
     def __init__(self, database_path: str) -> None:
         super().__init__()
         self._database_path = database_path
+        self.armed = False
         self.lock: sqlite3.Connection | None = None
 
     async def _handle_send(self, request: Request) -> JSONResponse:
         response = await super()._handle_send(request)
-        if self.lock is None:
+        if self.armed and self.lock is None:
             self.lock = sqlite3.connect(self._database_path, isolation_level=None)
             self.lock.execute("BEGIN EXCLUSIVE")
         return response
@@ -127,16 +129,39 @@ class LocksTheDatabaseWhenItAccepts(FakeGraphApi):
         assert self.lock is not None
         self.lock.execute("ROLLBACK")
         self.lock.close()
+        self.lock = None
+        self.armed = False
 
 
-async def test_a_part_meta_accepted_but_not_recorded_is_recorded_not_resent(
-    runtime: Runtime, client: httpx2.AsyncClient
-) -> None:
+@dataclasses.dataclass
+class LockedSend:
+    """A sender whose Graph API takes SQLite's write lock as it accepts, and the parts it owes."""
+
+    sender: ReplySender
+    fake: LocksTheDatabaseWhenItAccepts
+    thread: ReplyThread
+    parts: list[OutboundMessage]
+    metrics: Metrics
+
+    async def send_while_the_database_locks(self, parts: list[OutboundMessage]) -> None:
+        self.fake.armed = True
+        with stamina.set_testing(True, attempts=1), pytest.raises(DatabaseUnavailableError):
+            await self.sender.send_messages(self.thread, parts)
+        self.fake.release()
+
+    def unrecorded(self) -> float | None:
+        """The gauge of parts Meta accepted that the sender still has to record."""
+        return self.metrics.registry.get_sample_value("frontdesk_graph_sends_accepted_unrecorded")
+
+
+async def locked_send(
+    runtime: Runtime, client: httpx2.AsyncClient, texts: list[str], *, remember_at_most: int = 100
+) -> LockedSend:
     url = make_url(runtime.settings.resolved_database_url())
     if url.get_backend_name() != "sqlite":
         pytest.skip("holds SQLite's write lock; PostgreSQL's outage is tests/reliability")
     doctor = await add_linked_doctor(runtime, name="Dr A", page_id=PAGE, token="token-a")
-    conversation_id, parts = await planned_parts(runtime, client, doctor.id, ["one"])
+    conversation_id, parts = await planned_parts(runtime, client, doctor.id, texts)
     fake = LocksTheDatabaseWhenItAccepts(str(url.database))
     graph = GraphClient(
         httpx2.AsyncClient(transport=httpx2.ASGITransport(app=fake.app)),
@@ -144,26 +169,74 @@ async def test_a_part_meta_accepted_but_not_recorded_is_recorded_not_resent(
         facebook_base_url="http://graph.facebook.test",
         version=runtime.settings.graph_api_version,
     )
-    sender = ReplySender(runtime.engine, runtime.keyring, graph, runtime.clock, Metrics())
+    metrics = Metrics()
+    sender = ReplySender(
+        runtime.engine,
+        runtime.keyring,
+        graph,
+        runtime.clock,
+        metrics,
+        remember_accepted_at_most=remember_at_most,
+    )
     thread = ReplyThread(
         doctor_id=doctor.id,
         conversation_id=conversation_id,
         recipient_id=PATIENT,
         correlation_id=None,
     )
-    with stamina.set_testing(True, attempts=1), pytest.raises(DatabaseUnavailableError):
-        await sender.send_messages(thread, parts)
-    fake.release()
-    async with doctor_transaction(runtime.engine, doctor.id) as connection:
+    return LockedSend(sender, fake, thread, parts, metrics)
+
+
+async def test_a_part_meta_accepted_but_not_recorded_is_recorded_not_resent(
+    runtime: Runtime, client: httpx2.AsyncClient
+) -> None:
+    send = await locked_send(runtime, client, ["one"])
+    await send.send_while_the_database_locks(send.parts)
+    assert send.unrecorded() == 1
+    async with doctor_transaction(runtime.engine, send.thread.doctor_id) as connection:
         # Meanwhile the token died: a part Meta already has is recorded all the same.
         await mark_needs_reauth(
-            connection, doctor_id=doctor.id, now=runtime.clock.now(), correlation_id=None
+            connection,
+            doctor_id=send.thread.doctor_id,
+            now=runtime.clock.now(),
+            correlation_id=None,
         )
 
-    summary = await sender.send_messages(thread, parts)
+    summary = await send.sender.send_messages(send.thread, send.parts)
 
     assert (summary.sent, summary.held, summary.already_sent) == (0, 0, 1)
-    assert len(fake.sends) == 1
+    assert len(send.fake.sends) == 1
     async with unscoped(runtime) as connection:
         row = (await connection.execute(select(messages.c.send_status, messages.c.mid))).one()
-    assert row == ("sent", fake.sends[0].message_id)
+    assert row == ("sent", send.fake.sends[0].message_id)
+    assert send.unrecorded() == 0
+
+
+async def test_a_remembered_part_another_process_recorded_is_forgotten(
+    runtime: Runtime, client: httpx2.AsyncClient
+) -> None:
+    send = await locked_send(runtime, client, ["one"])
+    await send.send_while_the_database_locks(send.parts)
+    recorded_elsewhere = [dataclasses.replace(part, send_status="sent") for part in send.parts]
+
+    summary = await send.sender.send_messages(send.thread, recorded_elsewhere)
+
+    assert (summary.sent, summary.already_sent) == (0, 1)
+    assert send.unrecorded() == 0
+    assert len(send.fake.sends) == 1
+
+
+async def test_the_oldest_remembered_part_is_forgotten_when_the_memory_is_full(
+    runtime: Runtime, client: httpx2.AsyncClient
+) -> None:
+    send = await locked_send(runtime, client, ["one", "two"], remember_at_most=1)
+    for part in send.parts:
+        await send.send_while_the_database_locks([part])
+    assert send.unrecorded() == 1
+
+    summary = await send.sender.send_messages(send.thread, send.parts)
+
+    # Part one was forgotten, so it goes out again (at least once); part two is only recorded.
+    assert (summary.sent, summary.already_sent) == (1, 1)
+    assert len(send.fake.sends) == 3
+    assert send.unrecorded() == 0
