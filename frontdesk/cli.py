@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import httpx2
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -35,7 +36,7 @@ from frontdesk.clinic.doctors import (
 )
 from frontdesk.clinic.roster import add_doctor
 from frontdesk.clock import SystemClock
-from frontdesk.config import Settings
+from frontdesk.config import Settings, describe_invalid_settings
 from frontdesk.crypto import Keyring
 from frontdesk.db.engine import DatabaseUnavailableError, create_engine, transaction
 from frontdesk.db.migrate import upgrade_to_head
@@ -91,7 +92,11 @@ def main() -> None:
 
 
 def load_settings(*, generate: bool = False) -> Settings:
-    settings, path = with_embedded_secrets(Settings(), generate=generate)
+    try:
+        configured = Settings()
+    except ValidationError as error:
+        fail(describe_invalid_settings(error))
+    settings, path = with_embedded_secrets(configured, generate=generate)
     if path is not None and generate:
         err.print(f"Secrets for this embedded instance are kept in {path.resolve()} (mode 0600).")
     return settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_VAR_DIR = Path("var")
@@ -41,17 +41,17 @@ class Settings(BaseSettings):
     graph_api_url: str = "https://graph.instagram.com"
     facebook_graph_api_url: str = "https://graph.facebook.com"
     graph_api_version: str = "v23.0"
-    graph_timeout_seconds: float = 10.0
+    graph_timeout_seconds: PositiveFloat = 10.0
 
-    max_body_bytes: int = 4 * 1024 * 1024
-    body_timeout_seconds: float = 10.0
-    intake_db_timeout_seconds: float = 2.0
+    max_body_bytes: PositiveInt = 4 * 1024 * 1024
+    body_timeout_seconds: PositiveFloat = 10.0
+    intake_db_timeout_seconds: PositiveFloat = 2.0
 
     retry_delays: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [60, 300, 900])
-    lease_seconds: int = 60
-    worker_concurrency: int = 4
-    worker_poll_seconds: float = 0.2
-    retention_days: int = 30
+    lease_seconds: PositiveInt = 60
+    worker_concurrency: PositiveInt = 4
+    worker_poll_seconds: PositiveFloat = 0.2
+    retention_days: PositiveInt = 30
 
     fallback_reply_text: str = ""
     fallback_access_token: str = ""
@@ -84,3 +84,12 @@ class Settings(BaseSettings):
     @property
     def fallback_reply_enabled(self) -> bool:
         return bool(self.fallback_reply_text and self.fallback_access_token)
+
+
+def describe_invalid_settings(error: ValidationError) -> str:
+    """Which settings are wrong and why, without the values: a misplaced secret stays unprinted."""
+    problems = [
+        f"FRONTDESK_{'_'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}"
+        for problem in error.errors(include_input=False, include_url=False)
+    ]
+    return "invalid settings: " + "; ".join(problems)

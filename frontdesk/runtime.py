@@ -25,7 +25,7 @@ from frontdesk.inbox.queue import ClaimedEvent, EventOutcome, EventQueue, purge_
 from frontdesk.inbox.worker import MaintenanceJob, Worker
 from frontdesk.logs import install_retry_logging, log_loop_exception
 from frontdesk.metrics import Metrics
-from frontdesk.replies.sender import ReplySender
+from frontdesk.replies.sender import ReplySender, record_patience_within_lease
 from frontdesk.webhooks.intake import IntakeWriter
 
 
@@ -61,6 +61,11 @@ class Runtime:
     ) -> Runtime:
         if not settings.encryption_keys:
             raise SettingsError("FRONTDESK_ENCRYPTION_KEYS is not set")
+        if settings.lease_seconds <= settings.graph_timeout_seconds:
+            # The lease is renewed before each reply part; a send must not outlive it.
+            raise SettingsError(
+                "FRONTDESK_LEASE_SECONDS must be longer than FRONTDESK_GRAPH_TIMEOUT_SECONDS"
+            )
         clock = clock or SystemClock()
         # Whoever builds a runtime without configure_logging still gets retries logged safely.
         install_retry_logging()
@@ -124,7 +129,17 @@ class Runtime:
             keyring=keyring,
             clock=clock,
             graph=graph,
-            sender=ReplySender(engine, keyring, graph, clock, metrics),
+            sender=ReplySender(
+                engine,
+                keyring,
+                graph,
+                clock,
+                metrics,
+                record_patience_seconds=record_patience_within_lease(
+                    lease_seconds=settings.lease_seconds,
+                    graph_timeout_seconds=settings.graph_timeout_seconds,
+                ),
+            ),
             fallback_reply=fallback,
             renew_lease=queue.renew_lease,
         )

@@ -106,6 +106,31 @@ def test_instagram_link_to_an_unknown_doctor_and_unlink_without_link_fail_clearl
     assert "no Instagram connection" in unlink.output
 
 
+def test_an_invalid_setting_is_named_without_its_value(cli_env: dict[str, str]) -> None:
+    env = {
+        **cli_env,
+        "FRONTDESK_LEASE_SECONDS": "not-a-number-sk_live_canary",
+        "FRONTDESK_WORKER_POLL_SECONDS": "0",
+    }
+
+    result = CliRunner().invoke(app, ["worker"], env=env)
+
+    assert result.exit_code == 1
+    assert "FRONTDESK_LEASE_SECONDS" in result.output
+    assert "FRONTDESK_WORKER_POLL_SECONDS" in result.output
+    assert "sk_live_canary" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_lease_no_longer_than_a_send_may_take_is_refused(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "FRONTDESK_LEASE_SECONDS": "10", "FRONTDESK_GRAPH_TIMEOUT_SECONDS": "10"}
+
+    result = CliRunner().invoke(app, ["worker"], env=env)
+
+    assert result.exit_code == 1
+    assert "FRONTDESK_LEASE_SECONDS must be longer than" in " ".join(result.output.split())
+
+
 def seed_unknown_page_event(settings: Settings) -> None:
     async def seed() -> None:
         runtime = Runtime.build(

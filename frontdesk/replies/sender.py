@@ -44,7 +44,8 @@ PENDING = "pending"
 FAILED = "failed"
 HELD = "held"
 
-# How long a part Meta accepted keeps trying to be recorded before its event is retried.
+# How long a part Meta accepted keeps trying to be recorded before its event is retried, at
+# most: never longer than the event's lease has left after a send that took the whole timeout.
 RECORD_SENT_PATIENCE_SECONDS = 30.0
 # How many accepted-but-unrecorded parts a process remembers. An event that another process
 # took over, or that went to the dead letters, never comes back here for its parts: the oldest
@@ -85,6 +86,7 @@ class ReplySender:
         clock: Clock,
         metrics: Metrics,
         *,
+        record_patience_seconds: float = RECORD_SENT_PATIENCE_SECONDS,
         remember_accepted_at_most: int = REMEMBER_ACCEPTED_AT_MOST,
     ) -> None:
         self._engine = engine
@@ -95,6 +97,13 @@ class ReplySender:
         # Parts Meta accepted whose "sent" is not committed yet: message id -> Meta's id.
         self._accepted_unrecorded: OrderedDict[str, str] = OrderedDict()
         self._remember_at_most = remember_accepted_at_most
+        self._write_sent_patiently = stamina.retry(
+            on=DatabaseUnavailableError,
+            attempts=None,
+            timeout=record_patience_seconds,
+            wait_initial=0.05,
+            wait_max=0.5,
+        )(self._write_sent)
 
     async def send_replies(self, thread: ReplyThread, event_id: int) -> SendSummary:
         """Send what was planned for an inbound event. Raises TransientError to retry the rest
@@ -173,7 +182,7 @@ class ReplySender:
     ) -> None:
         """Meta has the message: losing this write would send it again. It is retried for a
         while; if the database stays away, the event's retry records it instead of sending."""
-        await self._write_sent(thread, message_id, graph_message_id)
+        await self._write_sent_patiently(thread, message_id, graph_message_id)
         self._forget([message_id])
 
     def _remember(self, message_id: str, graph_message_id: str) -> None:
@@ -187,13 +196,6 @@ class ReplySender:
             self._accepted_unrecorded.pop(message_id, None)
         self._metrics.accepted_unrecorded.set(len(self._accepted_unrecorded))
 
-    @stamina.retry(
-        on=DatabaseUnavailableError,
-        attempts=None,
-        timeout=RECORD_SENT_PATIENCE_SECONDS,
-        wait_initial=0.05,
-        wait_max=0.5,
-    )
     async def _write_sent(
         self, thread: ReplyThread, message_id: str, graph_message_id: str
     ) -> None:
@@ -241,3 +243,10 @@ class ReplySender:
                     status=status,
                     error=error,
                 )
+
+
+def record_patience_within_lease(*, lease_seconds: float, graph_timeout_seconds: float) -> float:
+    """How long to keep recording an accepted part so that the lease, renewed before the send,
+    outlasts the send and the recording: past it another worker could take the event and send
+    the part again."""
+    return max(0.0, min(RECORD_SENT_PATIENCE_SECONDS, lease_seconds - graph_timeout_seconds))

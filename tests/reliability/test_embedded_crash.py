@@ -54,6 +54,7 @@ async def test_the_embedded_process_killed_mid_drain_loses_no_acknowledged_event
                 encryption_key,
                 tmp_path,
                 lease_seconds="3",
+                graph_timeout_seconds="1",  # a send must fit in the lease
                 retry_delays="1,2,3",
                 graph_url=graph_url,
             )

@@ -57,6 +57,7 @@ async def test_killed_workers_lose_no_acknowledged_event_and_send_each_reply_onc
                 encryption_key,
                 tmp_path,
                 lease_seconds="3",
+                graph_timeout_seconds="1",  # a send must fit in the lease
                 retry_delays="1,2,3",
                 graph_url=graph_url,
             )

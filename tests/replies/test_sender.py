@@ -21,7 +21,12 @@ from frontdesk.db.tables import messages, webhook_events
 from frontdesk.db.tenancy import doctor_transaction
 from frontdesk.graph.client import GraphClient
 from frontdesk.metrics import Metrics
-from frontdesk.replies.sender import LeaseLostError, ReplySender, ReplyThread
+from frontdesk.replies.sender import (
+    LeaseLostError,
+    ReplySender,
+    ReplyThread,
+    record_patience_within_lease,
+)
 from frontdesk.runtime import Runtime
 from frontdesk.testing import payloads
 from frontdesk.testing.fake_graph import FakeGraphApi
@@ -240,3 +245,15 @@ async def test_the_oldest_remembered_part_is_forgotten_when_the_memory_is_full(
     assert (summary.sent, summary.already_sent) == (1, 1)
     assert len(send.fake.sends) == 3
     assert send.unrecorded() == 0
+
+
+@pytest.mark.parametrize(
+    ("lease", "graph_timeout", "patience"), [(60, 10, 30.0), (15, 10, 5.0), (3, 1, 2.0)]
+)
+def test_recording_patience_ends_before_a_lease_renewed_ahead_of_the_send_does(
+    lease: int, graph_timeout: float, patience: float
+) -> None:
+    assert (
+        record_patience_within_lease(lease_seconds=lease, graph_timeout_seconds=graph_timeout)
+        == patience
+    )
