@@ -110,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, help="also write the summary here")
     parser.add_argument(
+        "--raw", type=Path, help="also keep py-spy's collapsed stacks here (for a flame graph)"
+    )
+    parser.add_argument(
         "--label",
-        default="frontdesk api",
+        default="this checkout",
         help="what is profiled, for the summary's first line (say, the commit)",
     )
     args = parser.parse_args(argv)
@@ -168,10 +171,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"{rate:,.0f} deliveries/s, p99 {result['latency_ms'].get('p99', 0):.1f} ms"
                 )
             else:
-                what = f"worker ({args.database})"
+                spy.join(args.seconds + 90)
+                finished, span = instance.finish_span()
+                rate = f"{(finished - 1) / span:,.1f} events/s" if span else "no events finished"
+                what = f"worker, {args.label} ({args.database}): {rate}"
             spy.join(args.seconds + 90)
         if not raw.exists():
             raise BenchError("py-spy wrote nothing (is ptrace allowed?)")
+        if args.raw:
+            args.raw.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(raw, args.raw)
         summary = f"{what}\n{summarize(raw)}"
         print(summary)
         if args.out:
