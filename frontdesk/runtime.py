@@ -7,6 +7,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 import httpx2
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -124,24 +125,22 @@ class Runtime:
             if settings.fallback_reply_enabled
             else None
         )
+        record_patience = record_patience_within_lease(
+            lease_seconds=settings.lease_seconds,
+            graph_timeout_seconds=settings.graph_timeout_seconds,
+        )
+        # Before each reply part the lease must outlast one send and the recording of it.
+        send_needs = timedelta(seconds=settings.graph_timeout_seconds + record_patience)
         context = HandlerContext(
             engine=engine,
             keyring=keyring,
             clock=clock,
             graph=graph,
             sender=ReplySender(
-                engine,
-                keyring,
-                graph,
-                clock,
-                metrics,
-                record_patience_seconds=record_patience_within_lease(
-                    lease_seconds=settings.lease_seconds,
-                    graph_timeout_seconds=settings.graph_timeout_seconds,
-                ),
+                engine, keyring, graph, clock, metrics, record_patience_seconds=record_patience
             ),
             fallback_reply=fallback,
-            renew_lease=queue.renew_lease,
+            keep_lease=partial(queue.keep_lease, needed=send_needs),
         )
 
         async def handle(event: ClaimedEvent) -> EventOutcome:

@@ -192,8 +192,43 @@ async def find_connection(
             select(doctor_instagram).where(doctor_instagram.c.doctor_id == doctor_id)
         )
     ).first()
+    return None if row is None else _connection_from_row(row)
+
+
+async def find_connection_and_token(
+    connection: AsyncConnection, keyring: Keyring, *, doctor_id: str
+) -> tuple[InstagramConnection, str | None] | None:
+    """The doctor's connection and its decrypted access token (None once cleared), in one read."""
+    row = (
+        await connection.execute(
+            select(doctor_instagram).where(doctor_instagram.c.doctor_id == doctor_id)
+        )
+    ).first()
     if row is None:
         return None
+    return _connection_from_row(row), _decrypt_token(keyring, row)
+
+
+async def load_access_token(
+    connection: AsyncConnection, keyring: Keyring, *, doctor_id: str
+) -> str | None:
+    row = (
+        await connection.execute(
+            select(doctor_instagram.c.id, doctor_instagram.c.access_token_encrypted).where(
+                doctor_instagram.c.doctor_id == doctor_id
+            )
+        )
+    ).first()
+    return None if row is None else _decrypt_token(keyring, row)
+
+
+def _decrypt_token(keyring: Keyring, row: Any) -> str | None:
+    if row.access_token_encrypted is None:
+        return None
+    return keyring.decrypt_text(row.access_token_encrypted, token_associated_data(row.id))
+
+
+def _connection_from_row(row: Any) -> InstagramConnection:
     return InstagramConnection(
         id=row.id,
         doctor_id=row.doctor_id,
@@ -207,21 +242,6 @@ async def find_connection(
         last_webhook_at=row.last_webhook_at,
         last_send_at=row.last_send_at,
     )
-
-
-async def load_access_token(
-    connection: AsyncConnection, keyring: Keyring, *, doctor_id: str
-) -> str | None:
-    row = (
-        await connection.execute(
-            select(doctor_instagram.c.id, doctor_instagram.c.access_token_encrypted).where(
-                doctor_instagram.c.doctor_id == doctor_id
-            )
-        )
-    ).first()
-    if row is None or row.access_token_encrypted is None:
-        return None
-    return keyring.decrypt_text(row.access_token_encrypted, token_associated_data(row.id))
 
 
 async def mark_needs_reauth(

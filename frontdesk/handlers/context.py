@@ -33,7 +33,7 @@ class HandlerContext:
     graph: GraphClient
     sender: ReplySender
     fallback_reply: FallbackReply | None
-    renew_lease: Callable[[ClaimedEvent], Awaitable[bool]]
+    keep_lease: Callable[[ClaimedEvent], Awaitable[bool]]
     make_id: IdFactory = new_id
 
 

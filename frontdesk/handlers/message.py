@@ -59,14 +59,14 @@ async def handle_message(
             make_id=context.make_id,
         )
         await touch_connection(connection, doctor_id=route.doctor_id, last_webhook_at=now)
-        planned = await replies_for_event(
+        replies = await replies_for_event(
             connection, context.keyring, doctor_id=route.doctor_id, event_id=event.id
         )
-        reason = "reply_already_planned" if planned else "no_reply"
-        if not planned and not first_copy:
+        reason = "reply_already_planned" if replies else "no_reply"
+        if not replies and not first_copy:
             # Another event already brought this message (a second subscription to the account).
             reason = "duplicate_message"
-        elif may_reply and not planned:
+        elif may_reply and not replies:
             decision = decide_reply(
                 await load_reply_rules(connection, route.doctor_id),
                 text=body.text,
@@ -87,14 +87,17 @@ async def handle_message(
                     now=now,
                     make_id=context.make_id,
                 )
+                replies = await replies_for_event(
+                    connection, context.keyring, doctor_id=route.doctor_id, event_id=event.id
+                )
     thread = ReplyThread(
         doctor_id=route.doctor_id,
         conversation_id=conversation.id,
         recipient_id=patient_id,
         correlation_id=event.correlation_id,
-        keep_lease=lambda: context.renew_lease(event),
+        keep_lease=lambda: context.keep_lease(event),
     )
-    summary = await context.sender.send_replies(thread, event.id)
+    summary = await context.sender.send_messages(thread, replies)
     if summary.held:
         reason = "reply_held:connection_not_active"
     return EventOutcome(status=PROCESSED, reason=reason, doctor_id=route.doctor_id)

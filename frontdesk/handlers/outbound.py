@@ -32,7 +32,7 @@ async def handle_manual_reply(context: HandlerContext, event: ClaimedEvent) -> E
         conversation_id=conversation.id,
         recipient_id=conversation.patient_platform_id,
         correlation_id=event.correlation_id,
-        keep_lease=lambda: context.renew_lease(event),
+        keep_lease=lambda: context.keep_lease(event),
     )
     if not conversation.reply_window_open(context.clock.now()):
         async with doctor_transaction(context.engine, doctor_id) as connection:
@@ -63,7 +63,7 @@ async def handle_resume_replies(context: HandlerContext, event: ClaimedEvent) ->
             conversation_id=conversation_id,
             recipient_id=first.patient_platform_id,
             correlation_id=event.correlation_id,
-            keep_lease=lambda: context.renew_lease(event),
+            keep_lease=lambda: context.keep_lease(event),
         )
         messages = [held.message for held in replies]
         if first.last_inbound_at is None or now - first.last_inbound_at >= MESSAGING_WINDOW:

@@ -263,6 +263,14 @@ class EventQueue:
             webhook_events.c.attempts == event.attempt,
         )
 
+    async def keep_lease(self, event: ClaimedEvent, *, needed: timedelta) -> bool:
+        """True when this worker holds the event for at least `needed` more. While the lease
+        its claim took has that long left, nothing can have taken it over (a claim takes only
+        expired leases), so no write is needed; after that, the lease is renewed."""
+        if event.claimed_at + self._lease - self._clock.now() >= needed:
+            return True
+        return await self.renew_lease(event)
+
     async def renew_lease(self, event: ClaimedEvent) -> bool:
         """Extend the lease of an event still being worked on; False when it was lost."""
         now = self._clock.now()

@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from frontdesk.clinic.connections import (
     ACTIVE,
-    find_connection,
-    load_access_token,
+    find_connection_and_token,
     mark_needs_reauth,
     touch_connection,
 )
@@ -134,8 +133,10 @@ class ReplySender:
         if not unsent:
             return SendSummary(sent=0, held=0, already_sent=already_sent)
         async with doctor_transaction(self._engine, thread.doctor_id) as connection:
-            link = await find_connection(connection, thread.doctor_id)
-            token = await load_access_token(connection, self._keyring, doctor_id=thread.doctor_id)
+            found = await find_connection_and_token(
+                connection, self._keyring, doctor_id=thread.doctor_id
+            )
+        link, token = found if found is not None else (None, None)
         if link is None or link.status != ACTIVE or token is None:
             await self._mark(thread, unsent, HELD, "connection_not_active")
             return SendSummary(sent=0, held=len(unsent), already_sent=already_sent)

@@ -191,3 +191,41 @@ async def test_retention_clears_old_finished_payloads_and_keeps_the_rows(
     assert rows[f"message:{PAGE}:old"].payload_encrypted is None
     assert rows[f"message:{PAGE}:old"].status == PROCESSED
     assert rows[f"message:{PAGE}:new"].payload_encrypted is not None
+
+
+async def lease_expiry(runtime: Runtime, event_id: int) -> object:
+    async with unscoped(runtime) as connection:
+        return (
+            await connection.execute(
+                select(webhook_events.c.lease_expires_at).where(webhook_events.c.id == event_id)
+            )
+        ).scalar_one()
+
+
+async def test_a_lease_with_enough_time_left_is_kept_without_a_write_and_renewed_after(
+    runtime: Runtime, client: httpx2.AsyncClient, clock: FixedClock
+) -> None:
+    await post_messages(client, dm("1001", "m1"))
+    [claimed] = await runtime.queue.claim(1)
+    lease = timedelta(seconds=runtime.settings.lease_seconds)
+    claimed_until = await lease_expiry(runtime, claimed.id)
+
+    assert await runtime.queue.keep_lease(claimed, needed=lease / 2)
+    assert await lease_expiry(runtime, claimed.id) == claimed_until
+
+    clock.advance(seconds=lease.total_seconds() * 0.75)
+    assert await runtime.queue.keep_lease(claimed, needed=lease / 2)
+    assert await lease_expiry(runtime, claimed.id) == clock.now() + lease
+
+
+async def test_a_lease_another_worker_took_over_is_not_kept(
+    runtime: Runtime, client: httpx2.AsyncClient, clock: FixedClock
+) -> None:
+    await post_messages(client, dm("1001", "m1"))
+    slow = other_queue(runtime, "slow-worker")
+    [claimed] = await slow.claim(1)
+    clock.advance(seconds=runtime.settings.lease_seconds + 1)
+    [taken_over] = await other_queue(runtime, "other-worker").claim(1)
+
+    assert taken_over.id == claimed.id
+    assert not await slow.keep_lease(claimed, needed=timedelta(seconds=1))
