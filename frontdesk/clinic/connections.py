@@ -187,11 +187,7 @@ async def unlink_instagram(
 async def find_connection(
     connection: AsyncConnection, doctor_id: str
 ) -> InstagramConnection | None:
-    row = (
-        await connection.execute(
-            select(doctor_instagram).where(doctor_instagram.c.doctor_id == doctor_id)
-        )
-    ).first()
+    row = await _connection_row(connection, doctor_id)
     return None if row is None else _connection_from_row(row)
 
 
@@ -199,14 +195,15 @@ async def find_connection_and_token(
     connection: AsyncConnection, keyring: Keyring, *, doctor_id: str
 ) -> tuple[InstagramConnection, str | None] | None:
     """The doctor's connection and its decrypted access token (None once cleared), in one read."""
-    row = (
-        await connection.execute(
-            select(doctor_instagram).where(doctor_instagram.c.doctor_id == doctor_id)
-        )
-    ).first()
+    row = await _connection_row(connection, doctor_id)
     if row is None:
         return None
     return _connection_from_row(row), _decrypt_token(keyring, row)
+
+
+async def _connection_row(connection: AsyncConnection, doctor_id: str) -> Any:
+    query = select(doctor_instagram).where(doctor_instagram.c.doctor_id == doctor_id)
+    return (await connection.execute(query)).first()
 
 
 async def load_access_token(
