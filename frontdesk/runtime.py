@@ -70,11 +70,9 @@ class Runtime:
         clock = clock or SystemClock()
         # Whoever builds a runtime without configure_logging still gets retries logged safely.
         install_retry_logging()
-        engine = create_engine(
-            settings.resolved_database_url(),
-            busy_timeout_seconds=settings.intake_db_timeout_seconds,
-            role=settings.database_role,
-        )
+        # The engine waits for a lock or a connection as long as any worker step may; intake
+        # keeps its own, shorter deadline (FRONTDESK_INTAKE_DB_TIMEOUT_SECONDS) for its 503.
+        engine = create_engine(settings.resolved_database_url(), role=settings.database_role)
         keyring = Keyring.from_specs(settings.encryption_keys)
         metrics = Metrics()
         http = httpx2.AsyncClient(
