@@ -27,12 +27,12 @@ def head_revision() -> str | None:
 
 
 def upgrade_to_head(database_url: str) -> None:
-    """Run every pending migration in one synchronous connection."""
+    """Run every pending migration in one synchronous connection, each in its own transaction."""
     url = sync_url(database_url)
     ensure_sqlite_directory(url)
     engine = create_engine(url, hide_parameters=True)
     try:
-        with engine.begin() as connection:
+        with engine.connect() as connection:
             config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

@@ -7,6 +7,13 @@ from alembic import context
 from frontdesk.db.tables import metadata
 
 connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+# One transaction per migration, so that a migration may step out of it (autocommit_block)
+# for what PostgreSQL cannot do inside one, such as CREATE INDEX CONCURRENTLY.
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=True,
+    transaction_per_migration=True,
+)
 with context.begin_transaction():
     context.run_migrations()

@@ -7,6 +7,9 @@ Create Date: 2026-12-04
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from alembic import op
 
 revision = "0005"
@@ -18,12 +21,45 @@ depends_on = None
 def upgrade() -> None:
     # (status, available_at, id) gives the claim its exact order, so it stops at its limit;
     # it also serves every lookup the old (status, available_at) index did.
-    op.create_index("ix_webhook_events_claim", "webhook_events", ["status", "available_at", "id"])
-    op.drop_index("ix_webhook_events_due", table_name="webhook_events")
-    op.create_index("ix_webhook_events_finished", "webhook_events", ["status", "finished_at"])
+    with _without_blocking_writes():
+        _create("ix_webhook_events_claim", ["status", "available_at", "id"])
+        _drop("ix_webhook_events_due")
+        _create("ix_webhook_events_finished", ["status", "finished_at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_webhook_events_finished", table_name="webhook_events")
-    op.create_index("ix_webhook_events_due", "webhook_events", ["status", "available_at"])
-    op.drop_index("ix_webhook_events_claim", table_name="webhook_events")
+    with _without_blocking_writes():
+        _drop("ix_webhook_events_finished")
+        _create("ix_webhook_events_due", ["status", "available_at"])
+        _drop("ix_webhook_events_claim")
+
+
+def _on_postgresql() -> bool:
+    return op.get_context().dialect.name == "postgresql"
+
+
+@contextmanager
+def _without_blocking_writes() -> Iterator[None]:
+    """On PostgreSQL, CREATE/DROP INDEX CONCURRENTLY, which cannot run in a transaction: a plain
+    CREATE INDEX would block intake's writes to webhook_events for as long as it builds."""
+    if not _on_postgresql():
+        yield
+        return
+    with op.get_context().autocommit_block():
+        yield
+
+
+def _create(name: str, columns: list[str]) -> None:
+    op.create_index(
+        name,
+        "webhook_events",
+        columns,
+        postgresql_concurrently=_on_postgresql(),
+        if_not_exists=True,
+    )
+
+
+def _drop(name: str) -> None:
+    op.drop_index(
+        name, table_name="webhook_events", postgresql_concurrently=_on_postgresql(), if_exists=True
+    )
