@@ -186,7 +186,6 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         facebook_app_secret="fb-app-secret",
         public_url="http://frontdesk.test",
         retry_delays=[60, 300, 900],
-        intake_db_timeout_seconds=1.0,
     )
 
 

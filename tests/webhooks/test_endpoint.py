@@ -230,22 +230,31 @@ async def test_other_methods_are_405(client: httpx2.AsyncClient) -> None:
 
 
 async def test_locked_database_gives_503_with_retry_after_and_recovers(
-    settings: Settings, runtime: Runtime, client: httpx2.AsyncClient
+    settings: Settings,
 ) -> None:
     if not settings.database_url.startswith("sqlite"):
         pytest.skip("the write lock is SQLite's; PostgreSQL outage is tested below")
+    runtime = Runtime.build(settings.model_copy(update={"intake_db_timeout_seconds": 0.5}))
+    app = create_app(runtime, run_worker=False, manage_runtime=False)
     blocker = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))
     blocker.execute("BEGIN IMMEDIATE")
     try:
-        response = await post_delivery(client, one_dm())
+        async with httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://frontdesk.test"
+        ) as client:
+            try:
+                response = await post_delivery(client, one_dm())
+            finally:
+                blocker.rollback()
+                blocker.close()
+            recovered = await post_delivery(client, one_dm())
     finally:
-        blocker.rollback()
-        blocker.close()
+        await runtime.stop()
 
     assert response.status_code == 503
     assert response.headers["retry-after"]
     assert response.json()["error"]["code"] == "database_unavailable"
-    assert (await post_delivery(client, one_dm())).status_code == 200
+    assert recovered.status_code == 200
 
 
 async def test_unreachable_database_gives_503_never_500(
