@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, or_, select, update
+from sqlalchemy import Row, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from frontdesk.audit import hash_identifier, write_audit
@@ -29,6 +29,18 @@ class PageOwnedByAnotherDoctorError(FrontdeskError):
 
 class ConnectionNotFoundError(FrontdeskError):
     """The doctor has no Instagram connection."""
+
+
+# Run for every event a worker handles: built once.
+_CONNECTION_OF_DOCTOR = select(doctor_instagram).where(
+    doctor_instagram.c.doctor_id == bindparam("match_doctor")
+)
+_TOUCH = {
+    column: update(doctor_instagram)
+    .where(doctor_instagram.c.doctor_id == bindparam("match_doctor"))
+    .values({column: bindparam("at")})
+    for column in ("last_webhook_at", "last_send_at")
+}
 
 
 @dataclass(frozen=True)
@@ -202,8 +214,7 @@ async def find_connection_and_token(
 
 
 async def _connection_row(connection: AsyncConnection, doctor_id: str) -> Any:
-    query = select(doctor_instagram).where(doctor_instagram.c.doctor_id == doctor_id)
-    return (await connection.execute(query)).first()
+    return (await connection.execute(_CONNECTION_OF_DOCTOR, {"match_doctor": doctor_id})).first()
 
 
 async def load_access_token(
@@ -269,14 +280,6 @@ async def touch_connection(
     last_webhook_at: datetime | None = None,
     last_send_at: datetime | None = None,
 ) -> None:
-    values = {
-        key: value
-        for key, value in (("last_webhook_at", last_webhook_at), ("last_send_at", last_send_at))
-        if value is not None
-    }
-    if values:
-        await connection.execute(
-            update(doctor_instagram)
-            .where(doctor_instagram.c.doctor_id == doctor_id)
-            .values(**values)
-        )
+    for column, at in (("last_webhook_at", last_webhook_at), ("last_send_at", last_send_at)):
+        if at is not None:
+            await connection.execute(_TOUCH[column], {"match_doctor": doctor_id, "at": at})

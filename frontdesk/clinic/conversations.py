@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from frontdesk.crypto import Keyring
@@ -47,6 +47,59 @@ class OutboundMessage:
     send_status: str
 
 
+# The statements a worker runs for every message, built once: building a statement and its
+# cache key costs as much as running it (see docs/benchmarks.md). Bound names differ from the
+# column names, which SQLAlchemy keeps for the values of inserts and updates.
+_PATIENT_ID = select(patients.c.id).where(
+    patients.c.doctor_id == bindparam("match_doctor"),
+    patients.c.platform == bindparam("match_platform"),
+    patients.c.platform_user_id == bindparam("match_user"),
+)
+_CONVERSATION = select(conversations).where(
+    conversations.c.doctor_id == bindparam("match_doctor"),
+    conversations.c.platform == bindparam("match_platform"),
+    conversations.c.patient_id == bindparam("match_patient"),
+)
+_THIS_CONVERSATION = (
+    conversations.c.id == bindparam("match_conversation"),
+    conversations.c.doctor_id == bindparam("match_doctor"),
+)
+_NOTE_INBOUND = (
+    update(conversations)
+    .where(*_THIS_CONVERSATION)
+    .values(last_message_at=bindparam("at"), last_inbound_at=bindparam("at"))
+)
+_NOTE_OUTBOUND = (
+    update(conversations).where(*_THIS_CONVERSATION).values(last_message_at=bindparam("at"))
+)
+_NOTE_AUTO_REPLY = (
+    update(conversations)
+    .where(*_THIS_CONVERSATION)
+    .values(last_message_at=bindparam("at"), last_auto_reply_at=bindparam("at"))
+)
+_REPLIES_FOR_EVENT = (
+    select(messages.c.id, messages.c.reply_part, messages.c.body_encrypted, messages.c.send_status)
+    .where(
+        messages.c.doctor_id == bindparam("match_doctor"),
+        messages.c.reply_to_event_id == bindparam("match_event"),
+    )
+    .order_by(messages.c.reply_part)
+)
+_DROP_ECHO_OF_SEND = messages.delete().where(
+    messages.c.doctor_id == bindparam("match_doctor"),
+    messages.c.conversation_id == bindparam("match_conversation"),
+    messages.c.mid == bindparam("match_mid"),
+    messages.c.origin == "echo",
+)
+_MARK_SENT = (
+    update(messages)
+    .where(
+        messages.c.id == bindparam("match_id"), messages.c.doctor_id == bindparam("match_doctor")
+    )
+    .values(send_status="sent", send_error=None, mid=bindparam("sent_mid"), sent_at=bindparam("at"))
+)
+
+
 def message_associated_data(message_id: str) -> bytes:
     return f"messages:{message_id}".encode()
 
@@ -71,28 +124,21 @@ async def open_conversation(
 ) -> Conversation:
     """The doctor's conversation with this Instagram user, creating patient and thread if new."""
     patient_id = await _ensure_patient(connection, doctor_id, patient_platform_id, now, make_id)
-    conversation_id = make_id()
     inserted = await connection.execute(
-        insert_or_skip(connection, conversations, ["doctor_id", "platform", "patient_id"])
-        .values(
-            id=conversation_id,
-            doctor_id=doctor_id,
-            patient_id=patient_id,
-            platform=PLATFORM,
-            created_at=now,
-        )
-        .returning(conversations.c.id)
+        insert_or_skip(
+            connection, conversations, ["doctor_id", "platform", "patient_id"], returning=["id"]
+        ),
+        {
+            "id": make_id(),
+            "doctor_id": doctor_id,
+            "patient_id": patient_id,
+            "platform": PLATFORM,
+            "created_at": now,
+        },
     )
     created = inserted.first() is not None
-    row = (
-        await connection.execute(
-            select(conversations).where(
-                conversations.c.doctor_id == doctor_id,
-                conversations.c.platform == PLATFORM,
-                conversations.c.patient_id == patient_id,
-            )
-        )
-    ).one()
+    match = {"match_doctor": doctor_id, "match_platform": PLATFORM, "match_patient": patient_id}
+    row = (await connection.execute(_CONVERSATION, match)).one()
     return Conversation(
         id=row.id,
         doctor_id=doctor_id,
@@ -113,25 +159,22 @@ async def _ensure_patient(
 ) -> str:
     patient_id = make_id()
     await connection.execute(
-        insert_or_skip(connection, patients, ["doctor_id", "platform", "platform_user_id"]).values(
-            id=patient_id,
-            doctor_id=doctor_id,
-            platform=PLATFORM,
-            platform_user_id=patient_platform_id,
-            label=f"Patient {patient_id[:6].upper()}",
-            created_at=now,
-        )
+        insert_or_skip(connection, patients, ["doctor_id", "platform", "platform_user_id"]),
+        {
+            "id": patient_id,
+            "doctor_id": doctor_id,
+            "platform": PLATFORM,
+            "platform_user_id": patient_platform_id,
+            "label": f"Patient {patient_id[:6].upper()}",
+            "created_at": now,
+        },
     )
-    row = (
-        await connection.execute(
-            select(patients.c.id).where(
-                patients.c.doctor_id == doctor_id,
-                patients.c.platform == PLATFORM,
-                patients.c.platform_user_id == patient_platform_id,
-            )
-        )
-    ).one()
-    return str(row.id)
+    match = {
+        "match_doctor": doctor_id,
+        "match_platform": PLATFORM,
+        "match_user": patient_platform_id,
+    }
+    return str((await connection.execute(_PATIENT_ID, match)).scalar_one())
 
 
 async def record_message(
@@ -151,33 +194,29 @@ async def record_message(
     """Store a message once per (conversation, mid); False when it was already stored."""
     message_id = make_id()
     inserted = await connection.execute(
-        insert_or_skip(connection, messages, ["conversation_id", "mid"])
-        .values(
-            id=message_id,
-            doctor_id=conversation.doctor_id,
-            conversation_id=conversation.id,
-            direction=direction,
-            origin=origin,
-            mid=mid,
-            body_encrypted=encrypt_body(keyring, message_id, body),
-            occurred_at=occurred_at,
-            send_status=send_status,
-            created_at=now,
-        )
-        .returning(messages.c.id)
+        insert_or_skip(connection, messages, ["conversation_id", "mid"], returning=["id"]),
+        {
+            "id": message_id,
+            "doctor_id": conversation.doctor_id,
+            "conversation_id": conversation.id,
+            "direction": direction,
+            "origin": origin,
+            "mid": mid,
+            "body_encrypted": encrypt_body(keyring, message_id, body),
+            "occurred_at": occurred_at,
+            "send_status": send_status,
+            "created_at": now,
+        },
     )
     if inserted.first() is None:
         return False
-    values: dict[str, Any] = {"last_message_at": occurred_at}
-    if direction == INBOUND:
-        values["last_inbound_at"] = occurred_at
     await connection.execute(
-        update(conversations)
-        .where(
-            conversations.c.id == conversation.id,
-            conversations.c.doctor_id == conversation.doctor_id,
-        )
-        .values(**values)
+        _NOTE_INBOUND if direction == INBOUND else _NOTE_OUTBOUND,
+        {
+            "match_conversation": conversation.id,
+            "match_doctor": conversation.doctor_id,
+            "at": occurred_at,
+        },
     )
     return True
 
@@ -199,27 +238,24 @@ async def plan_replies(
     for index, text in enumerate(parts):
         message_id = make_id()
         await connection.execute(
-            insert_or_skip(connection, messages, ["reply_to_event_id", "reply_part"]).values(
-                id=message_id,
-                doctor_id=doctor_id,
-                conversation_id=conversation_id,
-                direction=OUTBOUND,
-                origin=origin,
-                body_encrypted=encrypt_body(keyring, message_id, MessageBody(text, [])),
-                occurred_at=now,
-                reply_to_event_id=event_id,
-                reply_part=index,
-                send_status="pending",
-                created_at=now,
-            )
+            insert_or_skip(connection, messages, ["reply_to_event_id", "reply_part"]),
+            {
+                "id": message_id,
+                "doctor_id": doctor_id,
+                "conversation_id": conversation_id,
+                "direction": OUTBOUND,
+                "origin": origin,
+                "body_encrypted": encrypt_body(keyring, message_id, MessageBody(text, [])),
+                "occurred_at": now,
+                "reply_to_event_id": event_id,
+                "reply_part": index,
+                "send_status": "pending",
+                "created_at": now,
+            },
         )
-    values: dict[str, Any] = {"last_message_at": now}
-    if origin == AUTO:
-        values["last_auto_reply_at"] = now
     await connection.execute(
-        update(conversations)
-        .where(conversations.c.id == conversation_id, conversations.c.doctor_id == doctor_id)
-        .values(**values)
+        _NOTE_AUTO_REPLY if origin == AUTO else _NOTE_OUTBOUND,
+        {"match_conversation": conversation_id, "match_doctor": doctor_id, "at": now},
     )
 
 
@@ -227,11 +263,7 @@ async def replies_for_event(
     connection: AsyncConnection, keyring: Keyring, *, doctor_id: str, event_id: int
 ) -> list[OutboundMessage]:
     rows = await connection.execute(
-        select(
-            messages.c.id, messages.c.reply_part, messages.c.body_encrypted, messages.c.send_status
-        )
-        .where(messages.c.doctor_id == doctor_id, messages.c.reply_to_event_id == event_id)
-        .order_by(messages.c.reply_part)
+        _REPLIES_FOR_EVENT, {"match_doctor": doctor_id, "match_event": event_id}
     )
     return [
         OutboundMessage(
@@ -255,17 +287,21 @@ async def mark_reply_sent(
 ) -> None:
     # An echo of this very send may have been recorded first; the sent row is the record.
     await connection.execute(
-        messages.delete().where(
-            messages.c.doctor_id == doctor_id,
-            messages.c.conversation_id == conversation_id,
-            messages.c.mid == graph_message_id,
-            messages.c.origin == "echo",
-        )
+        _DROP_ECHO_OF_SEND,
+        {
+            "match_doctor": doctor_id,
+            "match_conversation": conversation_id,
+            "match_mid": graph_message_id,
+        },
     )
     await connection.execute(
-        update(messages)
-        .where(messages.c.id == message_id, messages.c.doctor_id == doctor_id)
-        .values(send_status="sent", mid=graph_message_id, sent_at=now, send_error=None)
+        _MARK_SENT,
+        {
+            "match_id": message_id,
+            "match_doctor": doctor_id,
+            "sent_mid": graph_message_id,
+            "at": now,
+        },
     )
 
 

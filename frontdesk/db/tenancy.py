@@ -11,21 +11,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from frontdesk.db.engine import transaction
 
 APP_ROLE = "frontdesk_app"
+# Run at the start of nearly every transaction: built once.
+_SCOPE_TO_DOCTOR = text("SELECT set_config('frontdesk.doctor_id', :doctor_id, true)")
+_SCOPE_TO_SYSTEM = text("SELECT set_config('frontdesk.system', 'on', true)")
 
 
 async def scope_to_doctor(connection: AsyncConnection, doctor_id: str) -> None:
     """From here to the end of the transaction, PostgreSQL shows only this doctor's rows."""
     if connection.dialect.name == "postgresql":
-        await connection.execute(
-            text("SELECT set_config('frontdesk.doctor_id', :doctor_id, true)"),
-            {"doctor_id": doctor_id},
-        )
+        await connection.execute(_SCOPE_TO_DOCTOR, {"doctor_id": doctor_id})
 
 
 async def scope_to_system(connection: AsyncConnection) -> None:
     """Let this transaction see every doctor's connection (never patient data)."""
     if connection.dialect.name == "postgresql":
-        await connection.execute(text("SELECT set_config('frontdesk.system', 'on', true)"))
+        await connection.execute(_SCOPE_TO_SYSTEM)
 
 
 @asynccontextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from frontdesk.audit import hash_identifier, write_audit
@@ -22,6 +22,11 @@ log = get_logger(__name__)
 
 UNKNOWN_PAGE = "unknown_page"
 FALLBACK_SENT = "fallback_reply_sent"
+_NOTE_EVENT_DOCTOR = (
+    update(webhook_events)
+    .where(webhook_events.c.id == bindparam("event_id"))
+    .values(doctor_id=bindparam("routed_to"))
+)
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,7 @@ async def route_event(
         if found:
             # Known from here on, even if the work fails later and the event ends dead.
             await connection.execute(
-                update(webhook_events)
-                .where(webhook_events.c.id == event.id)
-                .values(doctor_id=found[0])
+                _NOTE_EVENT_DOCTOR, {"event_id": event.id, "routed_to": found[0]}
             )
     return Route(doctor_id=found[0], page_id=found[1]) if found else None
 

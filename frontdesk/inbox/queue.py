@@ -6,10 +6,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, Update, and_, bindparam, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import BindParameter
 
 from frontdesk.clock import Clock
 from frontdesk.crypto import DecryptionError, Keyring
@@ -62,6 +64,39 @@ RETRY = "retry"
 # The claim's candidate event, and the other events of its conversation.
 _EVENT = webhook_events.alias("event")
 _OTHER = webhook_events.alias("other")
+_NOW: BindParameter[datetime] = bindparam("now")
+_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
+
+# A worker runs these for every event: they are built once, since building a statement (and
+# its cache key) costs about as much as running it.
+_LEASE_EVENTS = (
+    update(webhook_events)
+    .where(webhook_events.c.id.in_(_IDS))
+    .values(
+        status=PROCESSING,
+        lease_expires_at=bindparam("lease_until"),
+        leased_by=bindparam("worker"),
+        attempts=webhook_events.c.attempts + 1,
+        updated_at=_NOW,
+    )
+)
+_LEASED_EVENTS = (
+    select(webhook_events)
+    .where(webhook_events.c.id.in_(_IDS))
+    .order_by(webhook_events.c.occurred_at, webhook_events.c.id)
+)
+# The fence: this worker's lease on this attempt of the event.
+_FENCE = (
+    webhook_events.c.id == bindparam("event_id"),
+    webhook_events.c.status == PROCESSING,
+    webhook_events.c.leased_by == bindparam("worker"),
+    webhook_events.c.attempts == bindparam("attempt"),
+)
+_RENEW_LEASE = (
+    update(webhook_events)
+    .where(*_FENCE, webhook_events.c.lease_expires_at > _NOW)
+    .values(lease_expires_at=bindparam("lease_until"), updated_at=_NOW)
+)
 
 
 class EventQueue:
@@ -96,22 +131,9 @@ class EventQueue:
             ids = await self._due_event_ids(connection, now, limit)
             if not ids:
                 return []
-            await connection.execute(
-                update(webhook_events)
-                .where(webhook_events.c.id.in_(ids))
-                .values(
-                    status=PROCESSING,
-                    lease_expires_at=now + self._lease,
-                    leased_by=self._worker_id,
-                    attempts=webhook_events.c.attempts + 1,
-                    updated_at=now,
-                )
-            )
-            rows = await connection.execute(
-                select(webhook_events)
-                .where(webhook_events.c.id.in_(ids))
-                .order_by(webhook_events.c.occurred_at, webhook_events.c.id)
-            )
+            lease = {"now": now, "lease_until": now + self._lease, "worker": self._worker_id}
+            await connection.execute(_LEASE_EVENTS, {"ids": ids, **lease})
+            rows = await connection.execute(_LEASED_EVENTS, {"ids": ids})
             return [self._claimed(row, now) for row in rows]
 
     async def _due_event_ids(
@@ -121,66 +143,19 @@ class EventQueue:
         they became due. Two queries, so each walks its index in order and stops at `limit`
         instead of sorting every due event: with 50,000 queued, one query over both took
         about 100 ms a claim."""
-        event = _EVENT
-        expired = await self._first_claimable(
-            connection,
-            and_(event.c.status == PROCESSING, event.c.lease_expires_at <= now),
-            (event.c.lease_expires_at, event.c.id),
-            now,
-            limit,
-        )
+        dialect = connection.dialect.name
+        expired = await _rows(connection, _expired_leases(dialect), {"now": now, "limit": limit})
         if len(expired) >= limit:
             return [event_id for event_id, _ in expired]
         # An expired lease does not count as in flight: keep its conversation out of the
         # second query, which may see an event that arrived after the first one looked.
-        taken = {ordering_key for _, ordering_key in expired}
-        queued = await self._first_claimable(
+        taken = sorted({ordering_key for _, ordering_key in expired})
+        queued = await _rows(
             connection,
-            and_(
-                event.c.status == QUEUED,
-                event.c.available_at <= now,
-                event.c.ordering_key.not_in(taken),
-            ),
-            (event.c.available_at, event.c.id),
-            now,
-            limit - len(expired),
+            _queued_events(dialect),
+            {"now": now, "limit": limit - len(expired), "taken": taken},
         )
         return [event_id for event_id, _ in [*expired, *queued]]
-
-    async def _first_claimable(
-        self,
-        connection: AsyncConnection,
-        due: ColumnElement[bool],
-        order: tuple[ColumnElement[Any], ...],
-        now: datetime,
-        limit: int,
-    ) -> list[tuple[int, str]]:
-        """Due events (id, conversation) that are the oldest open event of their conversation,
-        with no other event of it in flight."""
-        event, other = _EVENT, _OTHER
-        earlier_open = exists().where(
-            other.c.ordering_key == event.c.ordering_key,
-            other.c.status.in_(OPEN_STATUSES),
-            or_(
-                other.c.occurred_at < event.c.occurred_at,
-                and_(other.c.occurred_at == event.c.occurred_at, other.c.id < event.c.id),
-            ),
-        )
-        other_in_flight = exists().where(
-            other.c.ordering_key == event.c.ordering_key,
-            other.c.status == PROCESSING,
-            other.c.lease_expires_at > now,
-            other.c.id != event.c.id,
-        )
-        statement = (
-            select(event.c.id, event.c.ordering_key)
-            .where(due, ~earlier_open, ~other_in_flight)
-            .order_by(*order)
-            .limit(limit)
-        )
-        if connection.dialect.name == "postgresql":
-            statement = statement.with_for_update(skip_locked=True, of=event)
-        return [(row.id, row.ordering_key) for row in await connection.execute(statement)]
 
     def _claimed(self, row: Any, now: datetime) -> ClaimedEvent:
         return ClaimedEvent(
@@ -214,24 +189,25 @@ class EventQueue:
         """Record the attempt and move the event on; returns the status it ended in."""
         now = self._clock.now()
         status, values = self._next_state(event, outcome, now)
+        values.update(updated_at=now, lease_expires_at=None, leased_by=None)
         async with transaction(self._engine) as connection:
             result = await connection.execute(
-                update(webhook_events)
-                .where(*self._fence(event))
-                .values(updated_at=now, lease_expires_at=None, leased_by=None, **values)
+                _finish_statement(frozenset(values)),
+                {**self._fence_parameters(event), **{f"new_{k}": v for k, v in values.items()}},
             )
             if not result.rowcount:
                 return "lost_lease"
             await connection.execute(
-                webhook_event_attempts.insert().values(
-                    event_id=event.id,
-                    attempt=event.attempt,
-                    started_at=event.claimed_at,
-                    finished_at=now,
-                    outcome=status,
-                    error_class=outcome.error_class,
-                    error_code=outcome.reason if outcome.status == RETRY else None,
-                )
+                webhook_event_attempts.insert(),
+                {
+                    "event_id": event.id,
+                    "attempt": event.attempt,
+                    "started_at": event.claimed_at,
+                    "finished_at": now,
+                    "outcome": status,
+                    "error_class": outcome.error_class,
+                    "error_code": outcome.reason if outcome.status == RETRY else None,
+                },
             )
         return status
 
@@ -255,13 +231,8 @@ class EventQueue:
         values.update(status=QUEUED, available_at=now + timedelta(seconds=wait))
         return QUEUED, values
 
-    def _fence(self, event: ClaimedEvent) -> tuple[Any, ...]:
-        return (
-            webhook_events.c.id == event.id,
-            webhook_events.c.status == PROCESSING,
-            webhook_events.c.leased_by == self._worker_id,
-            webhook_events.c.attempts == event.attempt,
-        )
+    def _fence_parameters(self, event: ClaimedEvent) -> dict[str, Any]:
+        return {"event_id": event.id, "worker": self._worker_id, "attempt": event.attempt}
 
     async def keep_lease(self, event: ClaimedEvent, *, needed: timedelta) -> bool:
         """True when this worker holds the event for at least `needed` more. While the lease
@@ -276,9 +247,8 @@ class EventQueue:
         now = self._clock.now()
         async with transaction(self._engine) as connection:
             result = await connection.execute(
-                update(webhook_events)
-                .where(*self._fence(event), webhook_events.c.lease_expires_at > now)
-                .values(lease_expires_at=now + self._lease, updated_at=now)
+                _RENEW_LEASE,
+                {**self._fence_parameters(event), "now": now, "lease_until": now + self._lease},
             )
         return bool(result.rowcount)
 
@@ -288,7 +258,7 @@ class EventQueue:
         async with transaction(self._engine) as connection:
             await connection.execute(
                 update(webhook_events)
-                .where(*self._fence(event))
+                .where(*_FENCE)
                 .values(
                     status=QUEUED,
                     attempts=webhook_events.c.attempts - 1,
@@ -296,8 +266,82 @@ class EventQueue:
                     lease_expires_at=None,
                     leased_by=None,
                     updated_at=now,
-                )
+                ),
+                self._fence_parameters(event),
             )
+
+
+async def _rows(
+    connection: AsyncConnection, statement: Select[Any], parameters: dict[str, Any]
+) -> list[tuple[int, str]]:
+    return [(row.id, row.ordering_key) for row in await connection.execute(statement, parameters)]
+
+
+@cache
+def _expired_leases(dialect: str) -> Select[Any]:
+    """Events whose worker's lease ran out, longest expired first."""
+    event = _EVENT
+    return _claimable(
+        dialect,
+        and_(event.c.status == PROCESSING, event.c.lease_expires_at <= _NOW),
+        (event.c.lease_expires_at, event.c.id),
+    )
+
+
+@cache
+def _queued_events(dialect: str) -> Select[Any]:
+    """Queued events in the order they became due, outside the conversations in `taken`."""
+    event = _EVENT
+    return _claimable(
+        dialect,
+        and_(
+            event.c.status == QUEUED,
+            event.c.available_at <= _NOW,
+            event.c.ordering_key.not_in(bindparam("taken", expanding=True)),
+        ),
+        (event.c.available_at, event.c.id),
+    )
+
+
+def _claimable(
+    dialect: str, due: ColumnElement[bool], order: tuple[ColumnElement[Any], ...]
+) -> Select[Any]:
+    """Due events (id, conversation) that are the oldest open event of their conversation,
+    with no other event of it in flight, up to `limit`."""
+    event, other = _EVENT, _OTHER
+    earlier_open = exists().where(
+        other.c.ordering_key == event.c.ordering_key,
+        other.c.status.in_(OPEN_STATUSES),
+        or_(
+            other.c.occurred_at < event.c.occurred_at,
+            and_(other.c.occurred_at == event.c.occurred_at, other.c.id < event.c.id),
+        ),
+    )
+    other_in_flight = exists().where(
+        other.c.ordering_key == event.c.ordering_key,
+        other.c.status == PROCESSING,
+        other.c.lease_expires_at > _NOW,
+        other.c.id != event.c.id,
+    )
+    statement = (
+        select(event.c.id, event.c.ordering_key)
+        .where(due, ~earlier_open, ~other_in_flight)
+        .order_by(*order)
+        .limit(bindparam("limit"))
+    )
+    if dialect == "postgresql":
+        return statement.with_for_update(skip_locked=True, of=event)
+    return statement
+
+
+@cache
+def _finish_statement(columns: frozenset[str]) -> Update:
+    """The fenced update that settles an event, for one set of columns (`new_<column>`)."""
+    return (
+        update(webhook_events)
+        .where(*_FENCE)
+        .values({column: bindparam(f"new_{column}") for column in sorted(columns)})
+    )
 
 
 def _describe(outcome: EventOutcome) -> str:

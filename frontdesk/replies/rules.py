@@ -5,17 +5,17 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from frontdesk.db.tables import reply_rules
 from frontdesk.replies.responder import DEFAULT_RULES, ReplyRules
 
+_RULES_OF_DOCTOR = select(reply_rules).where(reply_rules.c.doctor_id == bindparam("match_doctor"))
+
 
 async def load_reply_rules(connection: AsyncConnection, doctor_id: str) -> ReplyRules:
-    row = (
-        await connection.execute(select(reply_rules).where(reply_rules.c.doctor_id == doctor_id))
-    ).first()
+    row = (await connection.execute(_RULES_OF_DOCTOR, {"match_doctor": doctor_id})).first()
     if row is None:
         return DEFAULT_RULES
     return replace(

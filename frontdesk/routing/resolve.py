@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import case, or_, select
+from sqlalchemy import bindparam, case, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import BindParameter
 
 from frontdesk.audit import hash_identifier
 from frontdesk.db.tables import doctor_instagram
@@ -13,6 +14,21 @@ from frontdesk.db.tenancy import scope_to_system
 from frontdesk.logs import get_logger
 
 log = get_logger(__name__)
+
+_PAGE: BindParameter[str] = bindparam("page_id")
+# Built once: it runs for every event.
+_DOCTOR_FOR_PAGE = (
+    select(doctor_instagram.c.doctor_id)
+    .where(
+        or_(
+            doctor_instagram.c.instagram_page_id == _PAGE,
+            doctor_instagram.c.facebook_page_id == _PAGE,
+        ),
+        doctor_instagram.c.status != "disconnected",
+    )
+    .order_by(case((doctor_instagram.c.instagram_page_id == _PAGE, 0), else_=1))
+    .limit(1)
+)
 
 
 async def resolve_doctor_for_page(
@@ -27,20 +43,7 @@ async def resolve_doctor_for_page(
     if not page_id:
         return None
     await scope_to_system(connection)
-    row = (
-        await connection.execute(
-            select(doctor_instagram.c.doctor_id)
-            .where(
-                or_(
-                    doctor_instagram.c.instagram_page_id == page_id,
-                    doctor_instagram.c.facebook_page_id == page_id,
-                ),
-                doctor_instagram.c.status != "disconnected",
-            )
-            .order_by(case((doctor_instagram.c.instagram_page_id == page_id, 0), else_=1))
-            .limit(1)
-        )
-    ).first()
+    row = (await connection.execute(_DOCTOR_FOR_PAGE, {"page_id": page_id})).first()
     if row is None:
         log.debug(
             "page_not_linked", correlation_id=correlation_id, page_id_hash=hash_identifier(page_id)

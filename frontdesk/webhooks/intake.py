@@ -274,9 +274,11 @@ class IntakeWriter:
         if not events:
             return Counter()
         rows = [{**row, "delivery_id": delivery_ids[position]} for position, row in events]
-        statement = insert_or_skip(connection, webhook_events, ["provider", "event_key"])
+        statement = insert_or_skip(
+            connection, webhook_events, ["provider", "event_key"], returning=["delivery_id"]
+        )
         # executemany: one cached statement, batched by SQLAlchemy in the rows' order.
-        result = await connection.execute(statement.returning(webhook_events.c.delivery_id), rows)
+        result = await connection.execute(statement, rows)
         return Counter(int(delivery_id) for delivery_id in result.scalars())
 
     def _event_row(self, event: SplitEvent, pending: _Pending) -> dict[str, object]:
