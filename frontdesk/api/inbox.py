@@ -35,6 +35,7 @@ from frontdesk.clinic.inbox import (
 from frontdesk.db.tables import audit_logs
 from frontdesk.db.tenancy import doctor_transaction
 from frontdesk.replies.manual import (
+    IdempotencyKeyReusedError,
     MessagingWindowClosedError,
     NotConnectedError,
     queue_manual_reply,
@@ -145,12 +146,13 @@ async def conversation_messages(
     "/conversations/{conversation_id}/messages",
     status_code=202,
     responses={
-        **error_responses(401, 403, 404, 409),
+        **error_responses(401, 403, 404, 409, 422),
         200: {"model": QueuedReplyOut, "description": "Already queued under this Idempotency-Key"},
     },
     summary=(
         "The doctor who owns the conversation: queue a manual reply (sent with their token). "
-        "An Idempotency-Key header makes a retried request queue it once."
+        "An Idempotency-Key header makes a retried request queue it once; the same key with "
+        "another text is 422 idempotency_key_reused."
     ),
 )
 async def send_manual_reply(
@@ -183,6 +185,8 @@ async def send_manual_reply(
         raise ApiError(409, "messaging_window_closed", error.reason) from error
     except NotConnectedError as error:
         raise ApiError(409, "instagram_not_connected", error.reason) from error
+    except IdempotencyKeyReusedError as error:
+        raise ApiError(422, "idempotency_key_reused", error.reason) from error
     runtime.worker.wake()
     if not queued.created:
         response.status_code = 200

@@ -28,6 +28,10 @@ class NotConnectedError(FrontdeskError):
     """The doctor has no Instagram connection to send with."""
 
 
+class IdempotencyKeyReusedError(FrontdeskError):
+    """The Idempotency-Key already queued a reply with another text."""
+
+
 @dataclass(frozen=True)
 class QueuedReply:
     event_id: int
@@ -47,7 +51,8 @@ async def queue_manual_reply(
     correlation_id: str | None = None,
     make_id: IdFactory = new_id,
 ) -> QueuedReply:
-    """The same idempotency key queues the reply once; a repeat returns what was queued."""
+    """The same idempotency key queues the reply once; a repeat returns what was queued, and
+    the key sent again with another text is refused rather than taken for the first reply."""
     if not conversation.reply_window_open(now):
         raise MessagingWindowClosedError(
             "the 24-hour window to reply has closed; the patient must write first"
@@ -88,6 +93,8 @@ async def queue_manual_reply(
             make_id=make_id,
         )
     planned = await replies_for_event(connection, keyring, doctor_id=doctor_id, event_id=event_id)
+    if not created and [reply.text for reply in planned] != split_text(text):
+        raise IdempotencyKeyReusedError("this Idempotency-Key already queued a different reply")
     return QueuedReply(
         event_id=event_id, message_ids=[reply.id for reply in planned], created=created
     )

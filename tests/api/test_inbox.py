@@ -138,6 +138,31 @@ async def test_a_manual_reply_is_queued_sent_with_the_doctors_token_and_idempote
     assert ("manual", "sent") in {(m["origin"], m["send_status"]) for m in stored}
 
 
+async def test_an_idempotency_key_sent_again_with_another_text_is_refused_and_sends_nothing_new(
+    runtime: Runtime,
+    client: httpx2.AsyncClient,
+    fake_graph: FakeGraphApi,
+    doctor_a: tuple[LinkedDoctor, str],
+) -> None:
+    _doctor, token = doctor_a
+    await patient_writes(runtime, client, PAGE_A, "hello", "m1")
+    [conversation] = (await client.get("/api/v1/conversations", headers=bearer(token))).json()[
+        "conversations"
+    ]
+    url = f"/api/v1/conversations/{conversation['id']}/messages"
+    headers = {**bearer(token), "Idempotency-Key": "reply-1"}
+
+    first = await client.post(url, json={"text": "See you Thursday"}, headers=headers)
+    other = await client.post(url, json={"text": "See you Friday"}, headers=headers)
+    await runtime.worker.run_until_idle()
+
+    assert (first.status_code, other.status_code) == (202, 422)
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert [send.text for send in fake_graph.sends if send.text.startswith("See you")] == [
+        "See you Thursday"
+    ]
+
+
 async def test_a_manual_reply_outside_the_24_hour_window_is_refused_clearly(
     runtime: Runtime,
     client: httpx2.AsyncClient,
