@@ -110,3 +110,33 @@ def test_the_claim_index_is_built_while_other_transactions_keep_writing(
     assert version == "0005"
     assert {"ix_webhook_events_claim", "ix_webhook_events_finished"} <= indexes
     assert "ix_webhook_events_due" not in indexes
+
+
+@pytest.mark.postgres
+def test_an_index_a_failed_concurrent_build_left_invalid_is_built_again(
+    empty_postgres: str,
+) -> None:
+    engine = create_engine(sync_url(empty_postgres))
+    migrate_to(engine, "0004")
+    with engine.begin() as connection:
+        # What a cancelled CREATE INDEX CONCURRENTLY leaves: the name taken, the index invalid.
+        connection.execute(text("CREATE INDEX ix_webhook_events_claim ON webhook_events (status)"))
+        connection.execute(
+            text(
+                "UPDATE pg_index SET indisvalid = false "
+                "WHERE indexrelid = 'ix_webhook_events_claim'::regclass"
+            )
+        )
+
+    migrate_to(engine, "0005")
+
+    with engine.connect() as connection:
+        valid, definition = connection.execute(
+            text(
+                "SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+                "WHERE i.indexrelid = 'ix_webhook_events_claim'::regclass"
+            )
+        ).one()
+    engine.dispose()
+    assert valid
+    assert "(status, available_at, id)" in definition

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
@@ -50,6 +51,10 @@ def _without_blocking_writes() -> Iterator[None]:
 
 
 def _create(name: str, columns: list[str]) -> None:
+    if _on_postgresql() and _left_invalid(name):
+        # A concurrent build that failed (cancelled, timed out) leaves an invalid index behind,
+        # which IF NOT EXISTS would keep for good: drop it and build it again.
+        _drop(name)
     op.create_index(
         name,
         "webhook_events",
@@ -57,6 +62,21 @@ def _create(name: str, columns: list[str]) -> None:
         postgresql_concurrently=_on_postgresql(),
         if_not_exists=True,
     )
+
+
+def _left_invalid(name: str) -> bool:
+    valid = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE c.relname = :name"
+            ),
+            {"name": name},
+        )
+        .scalar()
+    )
+    return valid is False
 
 
 def _drop(name: str) -> None:
