@@ -45,7 +45,7 @@ from frontdesk.errors import FrontdeskError
 from frontdesk.inbox.events import EventSummary, get_event, list_attempts, list_events
 from frontdesk.inbox.queue import DEAD, replay_dead_events, replay_event
 from frontdesk.logs import configure_logging
-from frontdesk.runtime import Runtime, SettingsError
+from frontdesk.runtime import Runtime, SettingsError, check_settings_agree
 from frontdesk.testing.payloads import dm_delivery, encode
 from frontdesk.testing.signing import signed_headers
 
@@ -94,8 +94,11 @@ def main() -> None:
 def load_settings(*, generate: bool = False) -> Settings:
     try:
         configured = Settings()
+        check_settings_agree(configured)
     except ValidationError as error:
         fail(describe_invalid_settings(error))
+    except SettingsError as error:
+        fail(str(error))
     settings, path = with_embedded_secrets(configured, generate=generate)
     if path is not None and generate:
         err.print(f"Secrets for this embedded instance are kept in {path.resolve()} (mode 0600).")

@@ -89,7 +89,14 @@ class Settings(BaseSettings):
 def describe_invalid_settings(error: ValidationError) -> str:
     """Which settings are wrong and why, without the values: a misplaced secret stays unprinted."""
     problems = [
-        f"FRONTDESK_{'_'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}"
+        f"FRONTDESK_{str(problem['loc'][0]).upper()}{_item(problem['loc'])}: {problem['msg']}"
         for problem in error.errors(include_input=False, include_url=False)
     ]
     return "invalid settings: " + "; ".join(problems)
+
+
+def _item(location: tuple[int | str, ...]) -> str:
+    """` (item 2)` for the second value of a comma-separated setting."""
+    return (
+        f" (item {location[1] + 1})" if len(location) > 1 and isinstance(location[1], int) else ""
+    )

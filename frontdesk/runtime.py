@@ -26,12 +26,28 @@ from frontdesk.inbox.queue import ClaimedEvent, EventOutcome, EventQueue, purge_
 from frontdesk.inbox.worker import MaintenanceJob, Worker
 from frontdesk.logs import install_retry_logging, log_loop_exception
 from frontdesk.metrics import Metrics
-from frontdesk.replies.sender import ReplySender, record_patience_within_lease
+from frontdesk.replies.sender import (
+    ReplySender,
+    least_lease_for_a_send,
+    record_patience_within_lease,
+)
 from frontdesk.webhooks.intake import IntakeWriter
 
 
 class SettingsError(ValueError):
     """The settings are incomplete for what was asked."""
+
+
+def check_settings_agree(settings: Settings) -> None:
+    """What no single setting can say alone; raises SettingsError, naming settings only."""
+    least = least_lease_for_a_send(graph_timeout_seconds=settings.graph_timeout_seconds)
+    if settings.lease_seconds <= least:
+        # The lease is renewed before each reply part; a send and its recording must fit in it.
+        raise SettingsError(
+            "FRONTDESK_LEASE_SECONDS must be longer than FRONTDESK_GRAPH_TIMEOUT_SECONDS plus "
+            f"{least - settings.graph_timeout_seconds:g} s (the longest wait of the write that "
+            "records a send)"
+        )
 
 
 @dataclass
@@ -62,11 +78,7 @@ class Runtime:
     ) -> Runtime:
         if not settings.encryption_keys:
             raise SettingsError("FRONTDESK_ENCRYPTION_KEYS is not set")
-        if settings.lease_seconds <= settings.graph_timeout_seconds:
-            # The lease is renewed before each reply part; a send must not outlive it.
-            raise SettingsError(
-                "FRONTDESK_LEASE_SECONDS must be longer than FRONTDESK_GRAPH_TIMEOUT_SECONDS"
-            )
+        check_settings_agree(settings)
         clock = clock or SystemClock()
         # Whoever builds a runtime without configure_logging still gets retries logged safely.
         install_retry_logging()
@@ -128,7 +140,10 @@ class Runtime:
             graph_timeout_seconds=settings.graph_timeout_seconds,
         )
         # Before each reply part the lease must outlast one send and the recording of it.
-        send_needs = timedelta(seconds=settings.graph_timeout_seconds + record_patience)
+        send_needs = timedelta(
+            seconds=least_lease_for_a_send(graph_timeout_seconds=settings.graph_timeout_seconds)
+            + record_patience
+        )
         context = HandlerContext(
             engine=engine,
             keyring=keyring,

@@ -122,13 +122,33 @@ def test_an_invalid_setting_is_named_without_its_value(cli_env: dict[str, str]) 
     assert "Traceback" not in result.output
 
 
-def test_a_lease_no_longer_than_a_send_may_take_is_refused(cli_env: dict[str, str]) -> None:
-    env = {**cli_env, "FRONTDESK_LEASE_SECONDS": "10", "FRONTDESK_GRAPH_TIMEOUT_SECONDS": "10"}
+@pytest.mark.parametrize("command", ["worker", "serve", "migrate"])
+def test_a_lease_no_longer_than_a_send_may_take_is_refused_before_anything_runs(
+    cli_env: dict[str, str], tmp_path: Path, command: str
+) -> None:
+    untouched = tmp_path / "untouched" / "frontdesk.db"
+    env = {
+        **cli_env,
+        "FRONTDESK_DATABASE_URL": f"sqlite:///{untouched}",
+        "FRONTDESK_LEASE_SECONDS": "15",
+        "FRONTDESK_GRAPH_TIMEOUT_SECONDS": "10",
+    }
+
+    result = CliRunner().invoke(app, [command], env=env)
+
+    assert result.exit_code == 1
+    assert "FRONTDESK_LEASE_SECONDS must be longer than" in " ".join(result.output.split())
+    assert not untouched.exists(), "nothing was migrated"
+
+
+def test_a_bad_item_of_a_list_setting_is_named_by_its_position(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "FRONTDESK_RETRY_DELAYS": "60,soon"}
 
     result = CliRunner().invoke(app, ["worker"], env=env)
 
     assert result.exit_code == 1
-    assert "FRONTDESK_LEASE_SECONDS must be longer than" in " ".join(result.output.split())
+    assert "FRONTDESK_RETRY_DELAYS (item 2)" in " ".join(result.output.split())
+    assert "soon" not in result.output
 
 
 def seed_unknown_page_event(settings: Settings) -> None:

@@ -47,8 +47,15 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+# How long one statement waits for SQLite's write lock, or for a PostgreSQL connection.
+DATABASE_WAIT_SECONDS = 5.0
+
+
 def create_engine(
-    database_url: str, *, busy_timeout_seconds: float = 5.0, role: str | None = None
+    database_url: str,
+    *,
+    busy_timeout_seconds: float = DATABASE_WAIT_SECONDS,
+    role: str | None = None,
 ) -> AsyncEngine:
     """An engine whose parameters never appear in error messages (they may hold patient data).
 

@@ -31,7 +31,7 @@ from frontdesk.clinic.conversations import (
 )
 from frontdesk.clock import Clock
 from frontdesk.crypto import Keyring
-from frontdesk.db.engine import DatabaseUnavailableError
+from frontdesk.db.engine import DATABASE_WAIT_SECONDS, DatabaseUnavailableError
 from frontdesk.db.tenancy import doctor_transaction
 from frontdesk.errors import PermanentError, TransientError
 from frontdesk.graph.client import GraphClient, SendTarget
@@ -46,6 +46,7 @@ HELD = "held"
 # How long a part Meta accepted keeps trying to be recorded before its event is retried, at
 # most: never longer than the event's lease has left after a send that took the whole timeout.
 RECORD_SENT_PATIENCE_SECONDS = 30.0
+RECORD_RETRY_WAIT_MAX = 0.5
 # How many accepted-but-unrecorded parts a process remembers. An event that another process
 # took over, or that went to the dead letters, never comes back here for its parts: the oldest
 # are forgotten first, so the memory stays bounded through any number of outages.
@@ -101,7 +102,7 @@ class ReplySender:
             attempts=None,
             timeout=record_patience_seconds,
             wait_initial=0.05,
-            wait_max=0.5,
+            wait_max=RECORD_RETRY_WAIT_MAX,
         )(self._write_sent)
 
     async def send_replies(self, thread: ReplyThread, event_id: int) -> SendSummary:
@@ -246,8 +247,16 @@ class ReplySender:
                 )
 
 
+def least_lease_for_a_send(*, graph_timeout_seconds: float) -> float:
+    """The lease one reply part needs besides its recording patience: the longest send, the
+    longest wait of the write that records it (retries start only before the patience ends),
+    and one pause between tries."""
+    return graph_timeout_seconds + DATABASE_WAIT_SECONDS + RECORD_RETRY_WAIT_MAX
+
+
 def record_patience_within_lease(*, lease_seconds: float, graph_timeout_seconds: float) -> float:
     """How long to keep recording an accepted part so that the lease, renewed before the send,
     outlasts the send and the recording: past it another worker could take the event and send
     the part again."""
-    return max(0.0, min(RECORD_SENT_PATIENCE_SECONDS, lease_seconds - graph_timeout_seconds))
+    spare = lease_seconds - least_lease_for_a_send(graph_timeout_seconds=graph_timeout_seconds)
+    return max(0.0, min(RECORD_SENT_PATIENCE_SECONDS, spare))

@@ -170,6 +170,13 @@ class Instance:
         return env
 
 
+# The leases of the crash scenarios: short, so that a killed worker's events come back soon, and
+# as short as the settings allow with a 1 s Graph timeout (1 s + 5.5 s for the write that
+# records a send), plus 1.5 s of recording patience.
+SHORT_LEASE = {"lease_seconds": "8", "graph_timeout_seconds": "1"}
+SHORT_LEASE_LABEL = f"lease {SHORT_LEASE['lease_seconds']} s"
+
+
 def make_instance(
     url: str, key: str, tmp_path: Path, *, graph_url: str = Instance.graph_url, **settings: str
 ) -> Instance:

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 
 from frontdesk.crypto import Keyring
 from tests.reliability.harness import (
+    SHORT_LEASE,
     Answer,
     Dm,
     FaultReport,
@@ -79,8 +80,7 @@ async def test_intake_answers_503_quickly_while_the_database_is_away_and_loses_n
                     proxied.render_as_string(hide_password=False),
                     encryption_key,
                     tmp_path,
-                    lease_seconds="3",
-                    graph_timeout_seconds="1",  # a send must fit in the lease
+                    **SHORT_LEASE,
                     retry_delays="1,2,4,8,16",
                     intake_db_timeout_seconds=str(INTAKE_TIMEOUT),
                     graph_url=graph_url,
@@ -231,8 +231,7 @@ async def cut_the_database_as_meta_answers(
                     postgres_url,
                     encryption_key,
                     tmp_path,
-                    lease_seconds="3",
-                    graph_timeout_seconds="1",  # a send must fit in the lease
+                    **SHORT_LEASE,
                     retry_delays="1,2,4",
                     graph_url=graph_url,
                 )

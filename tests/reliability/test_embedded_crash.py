@@ -9,6 +9,8 @@ from pathlib import Path
 
 from frontdesk.crypto import Keyring
 from tests.reliability.harness import (
+    SHORT_LEASE,
+    SHORT_LEASE_LABEL,
     Dm,
     FaultReport,
     FaultyGraphApi,
@@ -53,8 +55,7 @@ async def test_the_embedded_process_killed_mid_drain_loses_no_acknowledged_event
                 sqlite_url,
                 encryption_key,
                 tmp_path,
-                lease_seconds="3",
-                graph_timeout_seconds="1",  # a send must fit in the lease
+                **SHORT_LEASE,
                 retry_delays="1,2,3",
                 graph_url=graph_url,
             )
@@ -106,7 +107,7 @@ async def test_the_embedded_process_killed_mid_drain_loses_no_acknowledged_event
     per_kill = doubles_per_kill(fake, kills)
     report(
         FaultReport(
-            fault="embedded serve SIGKILL + restart (lease 3 s)",
+            fault=f"embedded serve SIGKILL + restart ({SHORT_LEASE_LABEL})",
             database="sqlite",
             load=f"{len(dms)} events posted while draining",
             injected=f"{len(kills)} SIGKILLs at "

@@ -11,6 +11,8 @@ import pytest
 
 from frontdesk.crypto import Keyring
 from tests.reliability.harness import (
+    SHORT_LEASE,
+    SHORT_LEASE_LABEL,
     FaultReport,
     FaultyGraphApi,
     Kill,
@@ -56,8 +58,7 @@ async def test_killed_workers_lose_no_acknowledged_event_and_send_each_reply_onc
                 postgres_url,
                 encryption_key,
                 tmp_path,
-                lease_seconds="3",
-                graph_timeout_seconds="1",  # a send must fit in the lease
+                **SHORT_LEASE,
                 retry_delays="1,2,3",
                 graph_url=graph_url,
             )
@@ -97,7 +98,7 @@ async def test_killed_workers_lose_no_acknowledged_event_and_send_each_reply_onc
     patients = {dm.sender for dm in dms}
     report(
         FaultReport(
-            fault="worker SIGKILL (2 workers, lease 3 s)",
+            fault=f"worker SIGKILL (2 workers, {SHORT_LEASE_LABEL})",
             database="postgresql",
             load=f"{len(dms)} events, {len(patients)} conversations",
             injected=f"{len(kills)} SIGKILLs, holding "

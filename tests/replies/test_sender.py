@@ -248,7 +248,9 @@ async def test_the_oldest_remembered_part_is_forgotten_when_the_memory_is_full(
 
 
 @pytest.mark.parametrize(
-    ("lease", "graph_timeout", "patience"), [(60, 10, 30.0), (15, 10, 5.0), (3, 1, 2.0)]
+    ("lease", "graph_timeout", "patience"),
+    # lease − graph timeout − 5 s (the recording write's longest wait) − 0.5 s (one pause)
+    [(60, 10, 30.0), (30, 10, 14.5), (8, 1, 1.5), (15, 10, 0.0)],
 )
 def test_recording_patience_ends_before_a_lease_renewed_ahead_of_the_send_does(
     lease: int, graph_timeout: float, patience: float
