@@ -220,13 +220,7 @@ async def _connection_row(connection: AsyncConnection, doctor_id: str) -> Any:
 async def load_access_token(
     connection: AsyncConnection, keyring: Keyring, *, doctor_id: str
 ) -> str | None:
-    row = (
-        await connection.execute(
-            select(doctor_instagram.c.id, doctor_instagram.c.access_token_encrypted).where(
-                doctor_instagram.c.doctor_id == doctor_id
-            )
-        )
-    ).first()
+    row = await _connection_row(connection, doctor_id)
     return None if row is None else _decrypt_token(keyring, row)
 
 

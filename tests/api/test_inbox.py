@@ -38,6 +38,13 @@ async def patient_writes(
     await runtime.worker.run_until_idle()
 
 
+async def messages_url_of_the_only_conversation(client: httpx2.AsyncClient, token: str) -> str:
+    [conversation] = (await client.get("/api/v1/conversations", headers=bearer(token))).json()[
+        "conversations"
+    ]
+    return f"/api/v1/conversations/{conversation['id']}/messages"
+
+
 @pytest.fixture
 async def doctor_a(runtime: Runtime) -> tuple[LinkedDoctor, str]:
     doctor = await add_linked_doctor(runtime, name="Dr A", page_id=PAGE_A, token="token-a")
@@ -120,10 +127,7 @@ async def test_a_manual_reply_is_queued_sent_with_the_doctors_token_and_idempote
 ) -> None:
     _doctor, token = doctor_a
     await patient_writes(runtime, client, PAGE_A, "hello", "m1")
-    [conversation] = (await client.get("/api/v1/conversations", headers=bearer(token))).json()[
-        "conversations"
-    ]
-    url = f"/api/v1/conversations/{conversation['id']}/messages"
+    url = await messages_url_of_the_only_conversation(client, token)
     headers = {**bearer(token), "Idempotency-Key": "reply-1"}
 
     first = await client.post(url, json={"text": "See you Thursday"}, headers=headers)
@@ -146,10 +150,7 @@ async def test_an_idempotency_key_sent_again_with_another_text_is_refused_and_se
 ) -> None:
     _doctor, token = doctor_a
     await patient_writes(runtime, client, PAGE_A, "hello", "m1")
-    [conversation] = (await client.get("/api/v1/conversations", headers=bearer(token))).json()[
-        "conversations"
-    ]
-    url = f"/api/v1/conversations/{conversation['id']}/messages"
+    url = await messages_url_of_the_only_conversation(client, token)
     headers = {**bearer(token), "Idempotency-Key": "reply-1"}
 
     first = await client.post(url, json={"text": "See you Thursday"}, headers=headers)
